@@ -1,0 +1,87 @@
+"""Tanh-squashed Gaussian policy, conditioned on the task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from agents.networks import TaskConditionedMLP
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a | s, task) = tanh(u), u ~ N(mean(s, task), diag(std(s, task)^2)).
+
+    The log standard deviation is squashed into [log_std_min, log_std_max] with a tanh, so it
+    stays bounded without a hard clamp (whose gradient would vanish).
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        obs_dim: int,
+        num_tasks: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        embedding_dim: int = 50,
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
+        self.is_task_specific = TaskConditionedMLP.is_task_specific
+        self.net = TaskConditionedMLP(
+            variant,
+            obs_dim,
+            num_tasks,
+            extra_dim=0,
+            hidden=hidden,
+            out_dim=2 * action_dim,
+            embedding_dim=embedding_dim,
+            generator=generator,
+        )
+
+    def forward(
+        self, obs: Tensor, task_index: Tensor
+    ) -> tuple[Tensor, Tensor, tuple[Tensor]]:
+        """Gaussian parameters before the tanh.
+
+        Args:
+            obs: [N, obs_dim] (0-dim ``task_index``) or [T, N, obs_dim] (``task_index`` [T]).
+
+        Returns:
+            ``(mean, log_std, (features,))``: mean and log_std [*lead, N, A]; features
+            [*lead, N, h] (last hidden layer, the shared representation).
+        """
+        out, features = self.net(obs, None, task_index)
+        mean, raw_log_std = out.chunk(2, dim=-1)
+        span = self.log_std_max - self.log_std_min
+        log_std = self.log_std_min + 0.5 * span * (torch.tanh(raw_log_std) + 1.0)
+        return mean, log_std, (features,)
+
+
+def sample_tanh_gaussian(mean: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """Reparameterised action and its log-probability.
+
+    Args:
+        mean, log_std: [..., A].
+        noise: standard normal [..., A] (drawn by the caller, so that sampling is explicit and
+            works the same inside ``torch.func.vmap``).
+
+    Returns:
+        ``(action [..., A] in (-1, 1), log_prob [...])`` with the tanh change of variables
+        log pi(a) = log N(u) - sum log(1 - tanh(u)^2), written in the stable form
+        log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+    """
+    pre_tanh = mean + log_std.exp() * noise
+    gaussian = (-0.5 * noise.pow(2) - log_std - _HALF_LOG_2PI).sum(-1)
+    correction = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+    return torch.tanh(pre_tanh), gaussian - correction

@@ -1,0 +1,333 @@
+"""Multi-task soft actor-critic with gradient aggregation on the shared parameters.
+
+One update (all from the same pre-update parameters):
+
+1. soft Bellman targets [T, B] with the target critics (no gradient);
+2. per-task critic losses [T] and actor losses [T]; each network's gradient comes from
+   :class:`agents.gradients.NetworkGradients` (plain sum, aggregated Jacobian, or UB);
+3. per-task temperature losses [T] (log_alpha[t] only sees task t);
+4. if any loss or gradient is NaN/inf the whole update is skipped and counted; otherwise
+   optional gradient clipping, one Adam step per network, Polyak update of the target critics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from agents.critic import TwinCritic
+from agents.gradients import NetworkGradients, NetworkStep
+from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
+from mtrl_align import aggregation
+from mtrl_align.config import AgentConfig, AggregationConfig
+
+
+@dataclass
+class UpdateResult:
+    """What one call of :meth:`MultiTaskSAC.update` did."""
+
+    skipped: bool
+    """True when a NaN/inf loss or gradient made the update skip (no weight changed)."""
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+    """Per-task tensors [T]: critic_loss, actor_loss, alpha_loss, alpha, mean_q, log_prob."""
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per network: gradient stats and aggregator diagnostics (when requested)."""
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    """Per aggregated network: task weights [T] applied."""
+
+
+class MultiTaskSAC:
+    """Multi-task SAC for T tasks; also a metaworld evaluation agent (eval_action / reset).
+
+    Args:
+        config: network and optimiser settings.
+        aggregation_config: aggregator name, options, aggregated networks, task weights.
+        num_tasks: T.
+        obs_dim: observation size including the one-hot task id.
+        action_dim: A (actions live in [-1, 1]^A).
+        device: where networks live.
+        seed: seeds the initial weights and the sampling noise.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        aggregation_config: AggregationConfig,
+        num_tasks: int,
+        obs_dim: int,
+        action_dim: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        self.num_tasks = num_tasks
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.device = torch.device(device)
+        init_generator = torch.Generator().manual_seed(seed)
+        self.actor = TanhGaussianActor(
+            config.variant,
+            obs_dim,
+            num_tasks,
+            action_dim,
+            config.actor_hidden,
+            embedding_dim=config.task_embedding_dim,
+            log_std_min=config.log_std_min,
+            log_std_max=config.log_std_max,
+            generator=init_generator,
+        ).to(self.device)
+        self.critic = TwinCritic(
+            config.variant,
+            obs_dim,
+            num_tasks,
+            action_dim,
+            config.critic_hidden,
+            embedding_dim=config.task_embedding_dim,
+            generator=init_generator,
+        ).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.full(
+            (num_tasks,), math.log(config.init_temperature), device=self.device, requires_grad=True
+        )
+        self.target_entropy = (
+            float(-action_dim) if config.target_entropy is None else float(config.target_entropy)
+        )
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.task_index = torch.arange(num_tasks, device=self.device)
+
+        task_weights = None
+        if aggregation_config.task_weights is not None:
+            if len(aggregation_config.task_weights) != num_tasks:
+                raise ValueError(
+                    f"aggregation.task_weights has {len(aggregation_config.task_weights)} "
+                    f"entries but there are {num_tasks} tasks"
+                )
+            task_weights = torch.tensor(
+                aggregation_config.task_weights, dtype=torch.float32, device=self.device
+            )
+        self.method = aggregation_config.method
+        self.aggregators: dict[str, aggregation.Aggregator] = {
+            network: aggregation.make(aggregation_config.method, **aggregation_config.options)
+            for network in aggregation_config.networks
+        }
+        self.losses = SACLosses(self.actor, self.critic)
+        self.gradients = {
+            "critic": NetworkGradients(
+                "critic",
+                self.critic,
+                self.losses.critic_loss,
+                self.losses.critic_terms,
+                self.aggregators.get("critic"),
+                task_weights,
+            ),
+            "actor": NetworkGradients(
+                "actor",
+                self.actor,
+                self.losses.actor_loss,
+                self.losses.actor_terms,
+                self.aggregators.get("actor"),
+                task_weights,
+            ),
+        }
+        self.num_updates = 0
+        self.nonfinite_skips = 0
+        self.consecutive_nonfinite = 0
+
+    # -- acting ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:
+        """Actions [T, A] in [-1, 1] for observations [T, obs_dim] (one per task)."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if obs_t.shape != (self.num_tasks, self.obs_dim):
+            raise ValueError(
+                f"observations must have shape [T, obs_dim] = [{self.num_tasks}, {self.obs_dim}], "
+                f"got {tuple(obs_t.shape)}"
+            )
+        mean, log_std, _ = self.actor(obs_t.unsqueeze(1), self.task_index)  # [T, 1, A]
+        if deterministic:
+            return torch.tanh(mean[:, 0])
+        noise = torch.randn(mean.shape, generator=self.noise_generator, device=self.device)
+        action, _ = sample_tanh_gaussian(mean, log_std, noise)
+        return action[:, 0]
+
+    def eval_action(self, obs: np.ndarray) -> np.ndarray:
+        """metaworld evaluation protocol: deterministic actions [T, A] as a numpy array."""
+        return self.act(obs, deterministic=True).cpu().numpy()
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """metaworld evaluation protocol; the policy is memoryless, so nothing to reset."""
+        del mask
+
+    # -- learning ----------------------------------------------------------------------------
+    def _noise(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.randn(shape, generator=self.noise_generator, device=self.device)
+
+    @torch.no_grad()
+    def _bellman_targets(self, batch: Any, alpha: Tensor) -> Tensor:
+        """[T, B] soft targets r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))."""
+        mean, log_std, _ = self.actor(batch.next_obs, self.task_index)
+        next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, self._noise(mean.shape))
+        q_next, _ = self.critic_target(batch.next_obs, next_action, self.task_index)
+        soft_value = torch.minimum(q_next[0], q_next[1]) - alpha.unsqueeze(-1) * next_log_prob
+        return batch.rewards + self.config.gamma * (1.0 - batch.dones) * soft_value
+
+    def _zero_grads(self) -> None:
+        for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
+            optimizer.zero_grad(set_to_none=True)
+
+    def _grads_finite(self) -> bool:
+        grads = [
+            p.grad
+            for module in (self.actor, self.critic)
+            for p in module.parameters()
+            if p.grad is not None
+        ]
+        grads.append(self.log_alpha.grad)
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    def update(self, batch: Any, collect_stats: bool = False) -> UpdateResult:
+        """One SAC update from a replay batch (``obs [T, B, o]``, ``actions``, ``rewards [T, B]``,
+        ``next_obs``, ``dones [T, B]``, e.g. ``envs.TransitionBatch``).
+
+        Args:
+            collect_stats: also return gradient stats and aggregator diagnostics per network.
+        """
+        self._check_batch(batch)
+        alpha = self.log_alpha.detach().exp()
+        targets = self._bellman_targets(batch, alpha)
+        critic_batch = CriticBatch(batch.obs, batch.actions, targets)
+        actor_batch = ActorBatch(batch.obs, self._noise(tuple(batch.actions.shape)), alpha)
+        critic_params = {n: p.detach() for n, p in self.critic.named_parameters()}
+
+        self._zero_grads()
+        critic_step: NetworkStep = self.gradients["critic"].compute(
+            critic_batch, self.task_index, (), collect_stats
+        )
+        actor_step: NetworkStep = self.gradients["actor"].compute(
+            actor_batch, self.task_index, (critic_params,), collect_stats
+        )
+        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
+        (self.log_alpha.grad,) = torch.autograd.grad(alpha_losses.sum(), [self.log_alpha])
+
+        metrics = {
+            "critic_loss": critic_step.losses,
+            "actor_loss": actor_step.losses,
+            "alpha_loss": alpha_losses.detach(),
+            "alpha": alpha,
+            "mean_q": critic_step.aux,
+            "log_prob": actor_step.aux,
+        }
+        finite = critic_step.finite and actor_step.finite and self._grads_finite()
+        if not finite:
+            self._zero_grads()
+            self.nonfinite_skips += 1
+            self.consecutive_nonfinite += 1
+            return UpdateResult(skipped=True, metrics=metrics)
+        self.consecutive_nonfinite = 0
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
+        self.critic_optimizer.step()
+        self.actor_optimizer.step()
+        self.alpha_optimizer.step()
+        self.num_updates += 1
+        if self.num_updates % self.config.target_update_every == 0:
+            self._update_targets()
+        steps = {"critic": critic_step, "actor": actor_step}
+        return UpdateResult(
+            skipped=False,
+            metrics=metrics,
+            stats={name: s.stats for name, s in steps.items() if s.stats},
+            weights={
+                name: s.weights
+                for name, s in steps.items()
+                if s.weights is not None and name in self.aggregators
+            },
+        )
+
+    @torch.no_grad()
+    def _update_targets(self) -> None:
+        online = list(self.critic.parameters())
+        target = list(self.critic_target.parameters())
+        torch._foreach_lerp_(target, online, self.config.tau)
+
+    def _check_batch(self, batch: Any) -> None:
+        num_tasks = self.num_tasks
+        expected = {
+            "obs": (num_tasks, None, self.obs_dim),
+            "actions": (num_tasks, None, self.action_dim),
+            "rewards": (num_tasks, None),
+            "next_obs": (num_tasks, None, self.obs_dim),
+            "dones": (num_tasks, None),
+        }
+        for name, shape in expected.items():
+            tensor = getattr(batch, name, None)
+            if tensor is None:
+                raise ValueError(f"batch has no field {name!r}")
+            ok = tensor.dim() == len(shape) and all(
+                s is None or s == actual for s, actual in zip(shape, tensor.shape, strict=True)
+            )
+            if not ok:
+                pretty = ", ".join("B" if s is None else str(s) for s in shape)
+                raise ValueError(
+                    f"batch.{name} must have shape [{pretty}], got {tuple(tensor.shape)}"
+                )
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue identically: networks, targets, optimisers,
+        temperatures, aggregator states, the noise generator and the counters."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "aggregators": {name: agg.state_dict() for name, agg in self.aggregators.items()},
+            "noise_generator": self.noise_generator.get_state(),
+            "num_updates": self.num_updates,
+            "nonfinite_skips": self.nonfinite_skips,
+            "consecutive_nonfinite": self.consecutive_nonfinite,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (raises ``ValueError`` on a shape or name mismatch)."""
+        try:
+            self.actor.load_state_dict(state["actor"])
+            self.critic.load_state_dict(state["critic"])
+            self.critic_target.load_state_dict(state["critic_target"])
+        except RuntimeError as error:
+            raise ValueError(f"agent state does not fit these networks: {error}") from None
+        if tuple(state["log_alpha"].shape) != (self.num_tasks,):
+            raise ValueError(
+                f"agent state has {tuple(state['log_alpha'].shape)} temperatures, "
+                f"expected [{self.num_tasks}]"
+            )
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        if set(state["aggregators"]) != set(self.aggregators):
+            raise ValueError(
+                f"agent state aggregates {sorted(state['aggregators'])}, "
+                f"this config aggregates {sorted(self.aggregators)}"
+            )
+        for name, agg in self.aggregators.items():
+            agg.load_state_dict(state["aggregators"][name])
+        self.noise_generator.set_state(state["noise_generator"].cpu())
+        self.num_updates = int(state["num_updates"])
+        self.nonfinite_skips = int(state["nonfinite_skips"])
+        self.consecutive_nonfinite = int(state["consecutive_nonfinite"])

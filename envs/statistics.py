@@ -1,0 +1,159 @@
+"""Success rates summarised over seeds: mean ± SEM per task and overall, and IQM with a CI.
+
+- Per task: mean over seeds and its standard error (sample std with ddof=1 / sqrt(n)).
+- Overall: each seed's mean over tasks, then mean and SEM of those over seeds (the
+  "mean ± SEM over seeds" that MT10 tables report).
+- IQM: interquartile mean (25 % trimmed mean) of all seed x task scores, with a 95 %
+  stratified bootstrap percentile interval (seeds resampled within each task) computed
+  by rliable (Agarwal et al., 2021).
+
+rliable's ``StratifiedBootstrap`` draws from NumPy's *global* generator and ignores its
+``random_state`` argument; :func:`summarize_over_seeds` therefore seeds the global
+generator for the duration of the bootstrap and restores its previous state afterwards,
+so results are reproducible and nothing else is disturbed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from rliable import library as rly
+from rliable import metrics
+
+
+@dataclass
+class SeedSummary:
+    """Statistics of per-task success rates over ``num_seeds`` seeds.
+
+    Attributes:
+        num_seeds: seeds summarised.
+        tasks: task names, in the order of the first seed's dict.
+        per_task_mean, per_task_sem: mean and SEM over seeds, per task.
+        mean, sem: mean and SEM over seeds of each seed's mean over tasks.
+        iqm: interquartile mean of all seed x task scores.
+        iqm_ci: (low, high) stratified bootstrap interval of the IQM at ``confidence``.
+        confidence: interval coverage (0.95 by default).
+        bootstrap_reps: bootstrap replications used.
+    """
+
+    num_seeds: int
+    tasks: list[str]
+    per_task_mean: dict[str, float]
+    per_task_sem: dict[str, float]
+    mean: float
+    sem: float
+    iqm: float
+    iqm_ci: tuple[float, float]
+    confidence: float
+    bootstrap_reps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        out = asdict(self)
+        out["iqm_ci"] = list(self.iqm_ci)
+        return out
+
+    def format(self) -> str:
+        """One line: ``mean ± SEM, IQM [low, high] (n seeds)``."""
+        low, high = self.iqm_ci
+        return (
+            f"success {self.mean:.3f} ± {self.sem:.3f} (mean ± SEM), "
+            f"IQM {self.iqm:.3f} [{low:.3f}, {high:.3f}] ({self.confidence:.0%} CI), "
+            f"n={self.num_seeds} seeds"
+        )
+
+
+def _sem(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Standard error of the mean along ``axis`` (ddof=1); NaN for a single value."""
+    n = values.shape[axis]
+    if n < 2:
+        return np.full(np.delete(values.shape, axis), math.nan)
+    return values.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int) -> Iterator[None]:
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def scores_matrix(
+    per_seed_success: Sequence[Mapping[str, float]],
+) -> tuple[np.ndarray, list[str]]:
+    """Stack per-seed ``{task: success}`` dicts into scores [num_seeds, num_tasks].
+
+    Raises:
+        ValueError: no seeds, seeds with different task sets, or values outside [0, 1]
+            or non-finite.
+    """
+    if len(per_seed_success) == 0:
+        raise ValueError("per_seed_success is empty; pass one {task: success rate} per seed")
+    tasks = list(per_seed_success[0])
+    if not tasks:
+        raise ValueError("the first seed's success dict has no tasks")
+    rows = []
+    for index, seed_result in enumerate(per_seed_success):
+        if set(seed_result) != set(tasks):
+            missing = sorted(set(tasks) - set(seed_result))
+            extra = sorted(set(seed_result) - set(tasks))
+            raise ValueError(
+                f"seed #{index} has other tasks than seed #0 (missing {missing}, extra {extra})"
+            )
+        rows.append([float(seed_result[t]) for t in tasks])
+    scores = np.asarray(rows, dtype=np.float64)
+    if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+        bad = scores[~np.isfinite(scores) | (scores < 0) | (scores > 1)]
+        raise ValueError(f"success rates must be finite and in [0, 1]; got {bad.tolist()}")
+    return scores, tasks
+
+
+def summarize_over_seeds(
+    per_seed_success: Sequence[Mapping[str, float]],
+    confidence: float = 0.95,
+    bootstrap_reps: int = 10_000,
+    seed: int = 0,
+) -> SeedSummary:
+    """Summarise per-task success rates of several seeds (one dict per seed).
+
+    Args:
+        per_seed_success: ``[{task: success rate in [0, 1]}, ...]``, one dict per seed
+            (e.g. ``EvaluationResult.success_rate`` of each seed's final or best evaluation).
+        confidence: coverage of the IQM interval.
+        bootstrap_reps: stratified bootstrap replications.
+        seed: seed of the bootstrap (results are reproducible).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if isinstance(bootstrap_reps, bool) or not isinstance(bootstrap_reps, int) or bootstrap_reps < 1:
+        raise ValueError(f"bootstrap_reps must be a positive int, got {bootstrap_reps!r}")
+    scores, tasks = scores_matrix(per_seed_success)
+    per_seed_mean = scores.mean(axis=1)
+    with _seeded_global_numpy(seed):
+        points, intervals = rly.get_interval_estimates(
+            {"run": scores},
+            lambda x: np.array([metrics.aggregate_iqm(x)]),
+            reps=bootstrap_reps,
+            confidence_interval_size=confidence,
+        )
+    low, high = (float(v) for v in np.asarray(intervals["run"]).reshape(2))
+    return SeedSummary(
+        num_seeds=scores.shape[0],
+        tasks=tasks,
+        per_task_mean=dict(zip(tasks, scores.mean(axis=0).tolist(), strict=True)),
+        per_task_sem=dict(zip(tasks, _sem(scores).tolist(), strict=True)),
+        mean=float(per_seed_mean.mean()),
+        sem=float(_sem(per_seed_mean[:, None])[0]),
+        iqm=float(np.asarray(points["run"]).reshape(-1)[0]),
+        iqm_ci=(low, high),
+        confidence=confidence,
+        bootstrap_reps=bootstrap_reps,
+    )

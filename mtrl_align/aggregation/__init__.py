@@ -1,0 +1,86 @@
+"""Gradient aggregation: per-task Jacobian J [T, n] -> one update direction [n].
+
+>>> from mtrl_align import aggregation
+>>> agg = aggregation.make("aligned-mtl")
+>>> direction = agg(J)            # J: [T, n] per-task gradients of the shared parameters
+>>> agg.last_weights              # [T] weights alpha with direction = J^T alpha
+
+``available()`` lists the method names; ``make(name, **options)`` builds one (unknown names or
+options raise ``ValueError`` listing what is allowed). ``gradient_stats(J)`` gives the stability
+metrics of the Aligned-MTL paper (condition number, GMS, min cosine, max norm ratio).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from .base import Aggregator, WeightingAggregator, gram_matrix
+from .stats import gradient_stats
+
+__all__ = [
+    "Aggregator",
+    "WeightingAggregator",
+    "available",
+    "make",
+    "gradient_stats",
+    "gram_matrix",
+]
+
+# name -> (module, class); modules are imported on first use.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "uniform": ("uniform", "Uniform"),
+    "aligned-mtl": ("aligned_mtl", "AlignedMTL"),
+    "aligned-mtl-ub": ("aligned_mtl", "AlignedMTLUB"),
+    "pcgrad": ("pcgrad", "PCGrad"),
+    "cagrad": ("cagrad", "CAGrad"),
+    "nash-mtl": ("nash_mtl", "NashMTL"),
+    "imtl-g": ("imtl_g", "IMTLG"),
+    "mgda": ("mgda", "MGDA"),
+    "mgda-ub": ("mgda", "MGDAUB"),
+    "graddrop": ("graddrop", "GradDrop"),
+    "gradvac": ("gradvac", "GradVac"),
+    "gradops": ("gradops", "GradOPS"),
+    "rlw": ("rlw", "RLW"),
+    "dwa": ("dwa", "DWA"),
+    "uncertainty": ("uncertainty", "Uncertainty"),
+    "gradnorm": ("gradnorm", "GradNorm"),
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`make`."""
+    return list(_REGISTRY)
+
+
+def aggregator_class(name: str) -> type[Aggregator]:
+    """The class registered under ``name`` (``ValueError`` listing valid names if unknown)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown aggregator {name!r}; choose from: {', '.join(_REGISTRY)}")
+    module_name, class_name = _REGISTRY[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, class_name)
+
+
+def options_of(name: str) -> dict[str, Any]:
+    """Constructor options of aggregator ``name`` with their defaults."""
+    signature = inspect.signature(aggregator_class(name).__init__)
+    return {
+        key: (None if p.default is inspect.Parameter.empty else p.default)
+        for key, p in signature.parameters.items()
+        if key != "self"
+    }
+
+
+def make(name: str, **options: Any) -> Aggregator:
+    """Build aggregator ``name`` with keyword ``options`` (e.g. ``make("cagrad", c=0.9)``)."""
+    cls = aggregator_class(name)
+    allowed = options_of(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for aggregator {name!r}; "
+            f"allowed: {', '.join(allowed) if allowed else '(none)'}"
+        )
+    return cls(**options)

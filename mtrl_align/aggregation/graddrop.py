@@ -1,0 +1,74 @@
+"""GradDrop (Chen et al., NeurIPS 2020): per coordinate, keep only the gradients of one sign,
+chosen at random with the sign's "purity" P = 1/2 (1 + sum_i g_i / sum_i |g_i|).
+
+With U ~ Uniform(0, 1) per coordinate, task i's coordinate is kept if (P > U and g_i > 0) or
+(P < U and g_i < 0); ``leak`` l_i in [0, 1] lets a fraction of every gradient through:
+d = sum_i (l_i + (1 - l_i) M_i) w_i g_i. Applied to the rows of J (the paper applies it to
+activations of a shared layer; pass those gradients as J for that variant). Computed with two
+reductions over [T, n] instead of a [T, n] mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Aggregator
+from .random_source import SeededRandom
+
+
+def graddrop_direction(J: Tensor, task_weights: Tensor, leak: Tensor, uniform: Tensor) -> Tensor:
+    """Direction [n] for J [T, n], weights [T], leak [T] and U [n]."""
+    weighted = task_weights[:, None] * J
+    positive = weighted.clamp(min=0.0)
+    negative = weighted.clamp(max=0.0)
+    pos_sum, neg_sum = positive.sum(dim=0), negative.sum(dim=0)
+    total_abs = pos_sum - neg_sum
+    purity = 0.5 * (1.0 + (pos_sum + neg_sum) / total_abs.clamp(min=torch.finfo(J.dtype).tiny))
+    keep_pos = (purity > uniform).to(J.dtype)
+    keep_neg = (purity < uniform).to(J.dtype)
+    if bool((leak == 0).all()):
+        return keep_pos * pos_sum + keep_neg * neg_sum
+    gate = (1.0 - leak)[:, None]
+    dropped = keep_pos * (gate * positive).sum(dim=0) + keep_neg * (gate * negative).sum(dim=0)
+    return dropped + leak @ weighted
+
+
+class GradDrop(Aggregator):
+    """``graddrop``. Options: ``task_weights``, ``leak`` (float or [T], default 0), ``seed``."""
+
+    name = "graddrop"
+
+    def __init__(
+        self,
+        task_weights: Sequence[float] | Tensor | None = None,
+        leak: float | Sequence[float] = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(task_weights)
+        self.leak = torch.as_tensor(leak, dtype=torch.float64)
+        if self.leak.dim() > 1 or bool((self.leak < 0).any()) or bool((self.leak > 1).any()):
+            raise ValueError(f"leak must be a float or a 1-D list in [0, 1], got {leak!r}")
+        self.random = SeededRandom(seed)
+
+    def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
+        num_tasks = J.shape[0]
+        leak = self.leak.to(J.device, J.dtype)
+        if leak.dim() == 0:
+            leak = leak.expand(num_tasks)
+        elif leak.shape != (num_tasks,):
+            raise ValueError(f"leak has {leak.numel()} entries but J has {num_tasks} tasks")
+        uniform = torch.rand(
+            J.shape[1], generator=self.random.generator(J.device), dtype=J.dtype, device=J.device
+        )
+        self.last_weights = None  # element-wise method: no task weights
+        return graddrop_direction(J, task_weights, leak, uniform)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"random": self.random.state_dict()}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.random.load_state_dict(extra["random"])

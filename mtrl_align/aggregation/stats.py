@@ -1,0 +1,61 @@
+"""Stability metrics of a per-task gradient matrix J [T, n] (Aligned-MTL paper, Sec. 4 and supp.)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import gram_matrix
+
+
+def gradient_stats(J: Tensor) -> dict[str, float]:
+    """Stability metrics of J [T, n], all computed from the Gram matrix G = J J^T in float64.
+
+    Returns (Python floats):
+        ``kappa``: condition number sigma_max / sigma_min of J (its T singular values);
+            ``inf`` when J is rank-deficient (sigma_min <= sigma_max * T * eps of J's dtype),
+            ``nan`` when J is all zero.
+        ``gms``: gradient magnitude similarity 2 |g_i| |g_j| / (|g_i|^2 + |g_j|^2) of the least
+            similar task pair (1 = equal norms; 1.0 for T = 1).
+        ``min_cos``: smallest pairwise cosine between task gradients (a zero gradient has cosine
+            0 with everything; 1.0 for T = 1).
+        ``max_norm_ratio``: max_i |g_i| / min_j |g_j| (``inf`` if some gradient is zero and
+            another is not, ``nan`` if all are zero).
+    """
+    if J.dim() != 2 or J.shape[0] == 0:
+        raise ValueError(f"J must have shape [T, n] with T >= 1, got {tuple(J.shape)}")
+    eps = torch.finfo(J.dtype).eps if J.is_floating_point() else torch.finfo(torch.float64).eps
+    gram = gram_matrix(J.detach()).to(torch.float64)
+    if not bool(torch.isfinite(gram).all()):
+        raise ValueError("J contains NaN or inf; gradient_stats needs finite gradients")
+    num_tasks = gram.shape[0]
+    lam = torch.linalg.eigvalsh(gram).clamp(min=0.0)
+    top = float(lam.max())
+    if top <= 0.0:
+        kappa = math.nan
+    elif float(lam.min()) <= top * num_tasks * eps:
+        kappa = math.inf
+    else:
+        kappa = math.sqrt(top / float(lam.min()))
+
+    norms = gram.diagonal().clamp(min=0.0).sqrt()
+    if num_tasks == 1:
+        gms = min_cos = 1.0
+    else:
+        i, j = torch.triu_indices(num_tasks, num_tasks, offset=1)
+        prod = norms[i] * norms[j]
+        sq = norms[i] ** 2 + norms[j] ** 2
+        gms_pairs = torch.where(sq > 0, 2 * prod / sq.clamp(min=1e-300), torch.ones_like(sq))
+        cos_pairs = torch.where(prod > 0, gram[i, j] / prod.clamp(min=1e-300), torch.zeros_like(prod))
+        gms = float(gms_pairs.min())
+        min_cos = float(cos_pairs.clamp(-1.0, 1.0).min())
+    big, small = float(norms.max()), float(norms.min())
+    if big == 0.0:
+        ratio = math.nan
+    elif small == 0.0:
+        ratio = math.inf
+    else:
+        ratio = big / small
+    return {"kappa": kappa, "gms": gms, "min_cos": min_cos, "max_norm_ratio": ratio}

@@ -1,0 +1,154 @@
+"""Cost of one multi-task update with each aggregator, relative to a uniform update.
+
+Model: a SAC-sized critic, MLP (obs 49 + action 4) -> 400 -> 400 -> 400 -> 1, with 128 samples
+per task and T tasks (T = 10 and 50), float32 on the CPU. Each measured update:
+
+* ``uniform`` (the denominator): forward of all T x 128 samples, summed per-task MSE loss,
+  ``backward()`` into ``.grad``.
+* ``<method>``: fused per-task gradients (:func:`mtrl_align.jacobian.task_sliced_gradients`,
+  one vmapped forward/backward), flatten to J [T, n], the aggregator, and
+  :func:`mtrl_align.jacobian.write_shared_direction` into ``.grad``.
+* ``naive-loop`` (reference): T backward passes of ``autograd.grad`` with ``retain_graph``
+  (then uniform weights and write-back).
+
+The machine is shared, so every round runs all variants once in a freshly shuffled order
+(interleaved) and the table reports the ratio of median times over rounds.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from mtrl_align import aggregation
+from mtrl_align.jacobian import (
+    flatten_task_gradients,
+    task_sliced_gradients,
+    write_shared_direction,
+)
+
+OBS_DIM, ACTION_DIM, HIDDEN, DEPTH, BATCH_PER_TASK = 49, 4, 400, 3, 128
+# UB variants need gradients w.r.t. a shared representation, which a task-sliced critic
+# does not have (each task's features come from its own samples); they are not timed here.
+SKIPPED = ("aligned-mtl-ub", "mgda-ub")
+
+
+def make_critic() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = OBS_DIM + ACTION_DIM
+    for _ in range(DEPTH):
+        layers += [nn.Linear(width, HIDDEN), nn.ReLU()]
+        width = HIDDEN
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
+def _task_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor], task_index: Tensor,
+               critic: nn.Module) -> tuple[Tensor, Tensor]:
+    inputs, targets = batch
+    q = functional_call(critic, params, (inputs,)).squeeze(-1)
+    loss = ((q - targets) ** 2).mean()
+    return loss, loss.detach()
+
+
+class UpdateBench:
+    """Holds the critic, a batch [T, B, ...] and the timed update closures."""
+
+    def __init__(self, num_tasks: int, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.num_tasks = num_tasks
+        self.critic = make_critic()
+        self.params = dict(self.critic.named_parameters())
+        self.names = list(self.params)
+        self.inputs = torch.randn(num_tasks, BATCH_PER_TASK, OBS_DIM + ACTION_DIM)
+        self.targets = torch.randn(num_tasks, BATCH_PER_TASK)
+        self.num_params = sum(p.numel() for p in self.params.values())
+
+    def uniform(self) -> None:
+        self.critic.zero_grad(set_to_none=True)
+        q = self.critic(self.inputs.reshape(-1, OBS_DIM + ACTION_DIM)).reshape(self.num_tasks, -1)
+        losses = ((q - self.targets) ** 2).mean(dim=1)
+        losses.sum().backward()
+
+    def aggregated(self, agg: aggregation.Aggregator) -> None:
+        grads, losses, _ = task_sliced_gradients(
+            _task_loss, self.params, (self.inputs, self.targets), self.critic
+        )
+        J = flatten_task_gradients(grads, self.names)
+        direction = agg(J, losses=losses)
+        write_shared_direction(direction, list(self.params.values()))
+
+    def naive_loop(self) -> None:
+        q = self.critic(self.inputs.reshape(-1, OBS_DIM + ACTION_DIM)).reshape(self.num_tasks, -1)
+        losses = ((q - self.targets) ** 2).mean(dim=1)
+        params = list(self.params.values())
+        rows = []
+        for t in range(self.num_tasks):
+            grads = torch.autograd.grad(losses[t], params, retain_graph=t < self.num_tasks - 1)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        write_shared_direction(torch.stack(rows).sum(0), params)
+
+
+def _time(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(num_tasks: int, methods: list[str], rounds: int, seed: int = 0) -> dict[str, dict]:
+    """Median seconds per update over ``rounds`` interleaved rounds, and ratios to uniform."""
+    bench = UpdateBench(num_tasks, seed)
+    variants: dict[str, Callable[[], None]] = {"uniform": bench.uniform, "naive-loop": bench.naive_loop}
+    for name in methods:
+        agg = aggregation.make(name)
+        variants[name] = lambda agg=agg: bench.aggregated(agg)
+    for fn in variants.values():  # warm-up (allocator, vmap tracing, solver imports)
+        fn()
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants)
+    shuffler = random.Random(seed)
+    for _ in range(rounds):
+        shuffler.shuffle(order)
+        for name in order:
+            times[name].append(_time(variants[name]))
+    base = statistics.median(times["uniform"])
+    return {
+        name: {
+            "median_ms": 1e3 * statistics.median(ts),
+            "ratio": statistics.median(ts) / base,
+        }
+        for name, ts in times.items()
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Print and return the ratio table for T = 10 and T = 50."""
+    methods = [m for m in aggregation.available() if m not in SKIPPED]
+    rounds = {10: 5 if quick else 30, 50: 3 if quick else 12}
+    torch.set_grad_enabled(True)
+    results: dict = {
+        "model": f"MLP {OBS_DIM + ACTION_DIM}->{HIDDEN}x{DEPTH}->1, {BATCH_PER_TASK} samples/task",
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+    }
+    for num_tasks in (10, 50):
+        results[f"T={num_tasks}"] = measure(num_tasks, methods, rounds[num_tasks])
+    _print_table(results, ["uniform", "naive-loop", *methods])
+    return results
+
+
+def _print_table(results: dict, rows: list[str]) -> None:
+    print(f"{results['model']}, CPU threads={results['threads']}, medians over {results['rounds']} rounds")
+    print(f"{'method':<16}{'T=10 ratio':>12}{'T=10 ms':>10}{'T=50 ratio':>12}{'T=50 ms':>10}")
+    for name in rows:
+        a, b = results["T=10"][name], results["T=50"][name]
+        print(
+            f"{name:<16}{a['ratio']:>12.2f}{a['median_ms']:>10.1f}{b['ratio']:>12.2f}{b['median_ms']:>10.1f}"
+        )

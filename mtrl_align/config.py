@@ -1,0 +1,257 @@
+"""Config schema of a multi-task SAC training run (``mtrl-align train CONFIG.yaml``).
+
+Every hyper-parameter lives in one of the dataclasses below, with a one-line docstring per
+field. A YAML file only lists what differs from these defaults; ``key=value`` overrides on the
+command line go on top (see :func:`load_train_config`). Defaults follow the common MT10 SAC
+settings (3 x 400 MLPs, Adam 3e-4, gamma 0.99, tau 0.005, 128 samples per task, 1e6 buffer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtrl_align.config_io import ConfigError, load_config, to_dict
+
+VARIANTS = ("shared", "task-encoder", "multi-head")
+NETWORKS = ("critic", "actor")
+REWARD_VERSIONS = ("v1", "v2")
+VECTOR_STRATEGIES = ("sync", "async")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass
+class EnvConfig:
+    """Which Meta-World tasks to train on and how episodes are run."""
+
+    benchmark: str = "MT10"
+    """Task set: MT10, MT50 or MT1:<task-name>."""
+    tasks: list[str] | None = None
+    """Subset of the benchmark's task names to train on; null means all of them."""
+    max_episode_steps: int = 500
+    """Episode length (truncation); the paper protocol uses 150."""
+    reward_version: str = "v2"
+    """Meta-World reward function version: v2 (default of metaworld 3) or v1."""
+    vector_strategy: str = "sync"
+    """Vector env backend: sync (one process) or async (one process per task)."""
+    terminate_on_success: bool = False
+    """End an episode as soon as the task is solved."""
+
+
+@dataclass
+class AgentConfig:
+    """Multi-task SAC networks and their optimisation."""
+
+    variant: str = "shared"
+    """Network layout: shared (one-hot input), task-encoder (learned embedding) or multi-head."""
+    actor_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
+    """Hidden layer widths of the actor MLP."""
+    critic_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
+    """Hidden layer widths of each of the two critic MLPs."""
+    task_embedding_dim: int = 50
+    """Size of the learned task embedding (task-encoder variant only)."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the per-task log-temperatures."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak factor of the target critics (target += tau * (online - target))."""
+    target_update_every: int = 1
+    """Update the target critics every this many updates."""
+    init_temperature: float = 1.0
+    """Initial entropy temperature alpha of every task."""
+    target_entropy: float | None = None
+    """Target entropy per task; null means -|A| (minus the action dimension)."""
+    log_std_min: float = -20.0
+    """Lower bound of the actor's Gaussian log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper bound of the actor's Gaussian log standard deviation."""
+    grad_clip: float | None = None
+    """Clip each network's gradient (after aggregation) to this global norm; null disables."""
+
+
+@dataclass
+class AggregationConfig:
+    """How the per-task gradients of the shared parameters become one update."""
+
+    method: str = "uniform"
+    """Aggregator name from mtrl_align.aggregation.available(), e.g. uniform, aligned-mtl."""
+    networks: list[str] = field(default_factory=lambda: ["critic", "actor"])
+    """Networks whose shared parameters are aggregated; the others use the plain loss sum."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options passed to the aggregator (free-form, e.g. {c: 0.9} for cagrad)."""
+    task_weights: list[float] | None = None
+    """Pre-defined task weights w [T] (in the order of env.tasks); null means all ones."""
+
+
+@dataclass
+class LoopConfig:
+    """Length of training, replay and update schedule."""
+
+    total_env_steps: int = 2_000_000
+    """Environment steps per task (each vector step advances every task by one)."""
+    warmup_env_steps: int = 1500
+    """Steps per task with uniformly random actions before learning starts."""
+    batch_size_per_task: int = 128
+    """Transitions sampled per task for each update (batch is [T, B, ...])."""
+    buffer_capacity: int = 1_000_000
+    """Replay capacity in transitions per task."""
+    updates_per_env_step: int = 1
+    """Gradient updates after each vector env step (once warm-up is over)."""
+    checkpoint_every_env_steps: int | None = None
+    """Write checkpoints/latest.pt this often (per-task steps); null means at every evaluation."""
+    max_consecutive_nonfinite: int = 10
+    """Stop the run after this many updates in a row skipped for NaN/inf losses or gradients."""
+    log_every_updates: int = 100
+    """Write losses, temperatures, weights and gradient stats to TensorBoard this often."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar (env steps, env steps/s, last mean success)."""
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation with the deterministic policy."""
+
+    every_env_steps: int = 20_000
+    """Evaluate every this many steps per task (and always once at the end)."""
+    episodes_per_task: int = 10
+    """Evaluation episodes per task."""
+    seed_offset: int = 1_000_003
+    """The evaluation envs are seeded with seed + seed_offset."""
+
+
+@dataclass
+class TrainConfig:
+    """A full training run: seed, device, run directory and the parts above."""
+
+    seed: int = 0
+    """Seed of every random number generator (python, numpy, torch, envs, replay)."""
+    device: str = "auto"
+    """Where networks and replay live: cpu, cuda, cuda:N or auto."""
+    run_dir: str | None = None
+    """Run directory; null means <runs_root>/<benchmark>_<method>_<variant>_s<seed>_<time>."""
+    runs_root: str = "runs"
+    """Parent folder of automatically named run directories."""
+    num_threads: int | None = None
+    """torch CPU threads (torch.set_num_threads); null leaves torch's default."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Tasks and episodes."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """Networks and optimisers."""
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    """Gradient aggregation of the shared parameters."""
+    train: LoopConfig = field(default_factory=LoopConfig)
+    """Training loop schedule."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation schedule."""
+
+
+# ------------------------------------------------------------------------------------------
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"bad value for config key '{key}': {value!r}; choose from: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float | int, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"bad value for config key '{key}': {value!r}; must be {bound}")
+
+
+def validate_train_config(config: TrainConfig) -> TrainConfig:
+    """Check values that the type system cannot (choices, ranges); raise ``ConfigError``."""
+    from mtrl_align import aggregation
+
+    if config.device != "auto" and config.device != "cpu" and not config.device.startswith("cuda"):
+        raise ConfigError(
+            f"bad value for config key 'device': {config.device!r}; choose from: cpu, cuda, cuda:N, auto"
+        )
+    _choice("env.reward_version", config.env.reward_version, REWARD_VERSIONS)
+    _choice("env.vector_strategy", config.env.vector_strategy, VECTOR_STRATEGIES)
+    _positive("env.max_episode_steps", config.env.max_episode_steps)
+    if config.env.tasks is not None and not config.env.tasks:
+        raise ConfigError("bad value for config key 'env.tasks': empty list; use null for all tasks")
+    if config.env.tasks is not None and len(set(config.env.tasks)) != len(config.env.tasks):
+        raise ConfigError(f"bad value for config key 'env.tasks': duplicate names in {config.env.tasks}")
+    _choice("agent.variant", config.agent.variant, VARIANTS)
+    for key in ("actor_hidden", "critic_hidden"):
+        widths = getattr(config.agent, key)
+        if not widths or any(w <= 0 for w in widths):
+            raise ConfigError(
+                f"bad value for config key 'agent.{key}': {widths!r}; need one or more widths > 0"
+            )
+    for key in ("actor_lr", "critic_lr", "alpha_lr", "init_temperature", "task_embedding_dim"):
+        _positive(f"agent.{key}", getattr(config.agent, key))
+    if not 0.0 <= config.agent.gamma <= 1.0:
+        raise ConfigError(f"bad value for config key 'agent.gamma': {config.agent.gamma}; must be in [0, 1]")
+    if not 0.0 < config.agent.tau <= 1.0:
+        raise ConfigError(f"bad value for config key 'agent.tau': {config.agent.tau}; must be in (0, 1]")
+    if config.agent.log_std_min >= config.agent.log_std_max:
+        raise ConfigError("agent.log_std_min must be smaller than agent.log_std_max")
+    if config.agent.grad_clip is not None:
+        _positive("agent.grad_clip", config.agent.grad_clip)
+    _positive("agent.target_update_every", config.agent.target_update_every)
+    methods = aggregation.available()
+    _choice("aggregation.method", config.aggregation.method, tuple(methods))
+    for network in config.aggregation.networks:
+        _choice("aggregation.networks", network, NETWORKS)
+    if len(set(config.aggregation.networks)) != len(config.aggregation.networks):
+        raise ConfigError(
+            f"bad value for config key 'aggregation.networks': duplicates in {config.aggregation.networks}"
+        )
+    if config.aggregation.task_weights is not None and any(
+        w < 0 for w in config.aggregation.task_weights
+    ):
+        raise ConfigError("aggregation.task_weights must all be >= 0")
+    loop = config.train
+    _positive("train.total_env_steps", loop.total_env_steps)
+    _positive("train.warmup_env_steps", loop.warmup_env_steps, allow_zero=True)
+    _positive("train.batch_size_per_task", loop.batch_size_per_task)
+    _positive("train.buffer_capacity", loop.buffer_capacity)
+    _positive("train.updates_per_env_step", loop.updates_per_env_step, allow_zero=True)
+    _positive("train.max_consecutive_nonfinite", loop.max_consecutive_nonfinite)
+    _positive("train.log_every_updates", loop.log_every_updates)
+    if loop.checkpoint_every_env_steps is not None:
+        _positive("train.checkpoint_every_env_steps", loop.checkpoint_every_env_steps)
+    _positive("eval.every_env_steps", config.eval.every_env_steps)
+    _positive("eval.episodes_per_task", config.eval.episodes_per_task)
+    if config.num_threads is not None:
+        _positive("num_threads", config.num_threads)
+    return config
+
+
+def load_train_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Load a :class:`TrainConfig` from YAML plus ``key=value`` overrides and validate it.
+
+    Raises:
+        ConfigError: unknown key (with the closest valid one), wrong type or bad value.
+    """
+    config = load_config(
+        TrainConfig, path, overrides, free_prefixes=("aggregation.options",)
+    )
+    return validate_train_config(config)
+
+
+def config_fingerprint(config: TrainConfig) -> str:
+    """Short hash of the settings a checkpoint is tied to.
+
+    Leaves out what may change between sessions of one run: run_dir, device, threads, the
+    progress bar, logging frequency and ``train.total_env_steps`` (so a run can be extended).
+    Stored in checkpoints, so that resuming with another config is caught.
+    """
+    data = to_dict(config)
+    for key in ("run_dir", "runs_root", "device", "num_threads"):
+        data.pop(key, None)
+    for key in ("progress_bar", "total_env_steps", "log_every_updates"):
+        data["train"].pop(key, None)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

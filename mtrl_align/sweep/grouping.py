@@ -1,0 +1,124 @@
+"""Group runs into table rows: one row per method configuration, one run per seed in a row.
+
+Two runs share a row when their configs agree on everything except the seed and run-time
+settings (run directory, device, threads, logging). A row is labelled with its method; when
+several rows share a method (e.g. CAGrad with c = 0.4 and c = 0.9), the settings that tell
+them apart are added, e.g. ``cagrad (aggregation.options.c=0.9)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mtrl_align.sweep.runs import RunRecord
+
+# Config keys that do not change what is trained (prefix match on dotted keys).
+RUN_TIME_KEYS = (
+    "seed",
+    "run_dir",
+    "runs_root",
+    "device",
+    "num_threads",
+    "env.vector_strategy",
+    "train.progress_bar",
+    "train.log_every_updates",
+    "train.checkpoint_every_env_steps",
+    "eval.seed_offset",
+)
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs of one method configuration over seeds (one table row).
+
+    Attributes:
+        label: row label, e.g. ``aligned-mtl`` or ``cagrad (aggregation.options.c=0.9)``.
+        method: the aggregation method.
+        runs: one run per seed, sorted by seed.
+    """
+
+    label: str
+    method: str
+    runs: tuple[RunRecord, ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+
+def flatten_config(config: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted leaves of a nested config; lists become tuples so values are hashable."""
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, dotted + "."))
+        else:
+            flat[dotted] = _hashable(value)
+    return flat
+
+
+def _hashable(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def _is_run_time(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RUN_TIME_KEYS)
+
+
+def _identity(run: RunRecord) -> tuple:
+    flat = flatten_config(run.config)
+    return tuple(sorted((k, v) for k, v in flat.items() if not _is_run_time(k)))
+
+
+def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
+    """Rows of a table, sorted by label.
+
+    Raises:
+        ValueError: two runs of one row have the same seed (the message names both).
+    """
+    by_identity: dict[tuple, list[RunRecord]] = {}
+    for run in runs:
+        by_identity.setdefault(_identity(run), []).append(run)
+    by_method: dict[str, list[tuple]] = {}
+    for identity, members in by_identity.items():
+        by_method.setdefault(members[0].method, []).append(identity)
+    groups = []
+    for method, identities in by_method.items():
+        differing = _differing_keys([dict(i) for i in identities])
+        for identity in identities:
+            members = sorted(by_identity[identity], key=lambda r: r.seed)
+            _check_distinct_seeds(members)
+            settings = dict(identity)
+            extra = ", ".join(f"{k}={_show(settings.get(k))}" for k in differing)
+            label = f"{method} ({extra})" if extra else method
+            groups.append(RunGroup(label, method, tuple(members)))
+    return sorted(groups, key=lambda g: g.label)
+
+
+def _differing_keys(settings: list[dict[str, object]]) -> list[str]:
+    keys = sorted(set().union(*settings))
+    return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _check_distinct_seeds(members: list[RunRecord]) -> None:
+    seen: dict[int, RunRecord] = {}
+    for run in members:
+        if run.seed in seen:
+            raise ValueError(
+                f"two runs of {run.method} with the same config and seed {run.seed}: "
+                f"'{seen[run.seed].run_dir}' and '{run.run_dir}'; a row takes one run per seed, "
+                "so move one of them out of RUNS_DIR"
+            )
+        seen[run.seed] = run

@@ -1,0 +1,113 @@
+"""The numbers of a report: per row, success over seeds (mean ± SEM, IQM with a 95% CI).
+
+Which evaluation of a run counts is explicit (``metric``):
+
+- ``final``: the last evaluation, taken at the end of training;
+- ``best``: the evaluation with the highest mean success over training (per-task rates from
+  that same evaluation). This is how the CARE/Aligned-MTL MT10 tables were made; it is
+  optimistic, since it picks the maximum of noisy evaluations.
+
+The statistics over seeds come from :func:`envs.statistics.summarize_over_seeds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mtrl_align.sweep.grouping import RunGroup
+from mtrl_align.sweep.runs import Evaluation, RunRecord
+
+METRICS = ("final", "best")
+METRIC_DESCRIPTIONS = {
+    "final": "final evaluation (the last one, at the end of training)",
+    "best": (
+        "best evaluation over training (per run, the evaluation with the highest mean success; "
+        "optimistic, as in the CARE/Aligned-MTL MT10 tables)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean over seeds and its standard error (SEM = sample std / sqrt(seeds); NaN for one seed)."""
+
+    mean: float
+    sem: float
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One table row.
+
+    Attributes:
+        label: row label (method and the settings that set it apart).
+        method: aggregation method.
+        seeds: seeds of the row's runs.
+        tasks: task names, in table order.
+        per_task: success rate of each task over seeds.
+        mean_success: mean-over-tasks success over seeds.
+        iqm: interquartile mean of success.
+        iqm_ci: 95% stratified bootstrap interval of the IQM, ``(low, high)``.
+        per_seed_mean: each seed's mean success, in the order of ``seeds``.
+        reported_env_steps: env steps per task of the evaluation used, per seed.
+    """
+
+    label: str
+    method: str
+    seeds: list[int]
+    tasks: list[str]
+    per_task: dict[str, Estimate]
+    mean_success: Estimate
+    iqm: float
+    iqm_ci: tuple[float, float]
+    per_seed_mean: list[float]
+    reported_env_steps: list[int]
+
+
+def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
+    """The evaluation of ``run`` that ``metric`` reports (ties in ``best``: the earliest)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric '{metric}'; choose from: {', '.join(METRICS)}")
+    if not run.evaluations:
+        raise ValueError(f"run '{run.run_dir}' has no evaluations in eval.jsonl")
+    if metric == "final":
+        return run.evaluations[-1]
+    best = run.evaluations[0]
+    for evaluation in run.evaluations[1:]:
+        if evaluation.mean_success > best.mean_success:
+            best = evaluation
+    return best
+
+
+def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: int = 0) -> RowResult:
+    """Statistics over the seeds of one row.
+
+    Args:
+        group: the row's runs.
+        tasks: task names (every run must have evaluated all of them).
+        metric: ``final`` or ``best``.
+        seed: seed of the bootstrap resampling (fixed, so a report is reproducible).
+    """
+    from envs.statistics import summarize_over_seeds
+
+    picked = [pick_evaluation(run, metric) for run in group.runs]
+    per_seed: list[dict[str, float]] = []
+    for run, evaluation in zip(group.runs, picked, strict=True):
+        missing = [t for t in tasks if t not in evaluation.success]
+        if missing:
+            raise ValueError(f"run '{run.run_dir}' has no success rate for {', '.join(missing)}")
+        per_seed.append({t: evaluation.success[t] for t in tasks})
+    stats = summarize_over_seeds(per_seed, seed=seed)
+    return RowResult(
+        label=group.label,
+        method=group.method,
+        seeds=group.seeds,
+        tasks=list(tasks),
+        per_task={t: Estimate(stats.per_task_mean[t], stats.per_task_sem[t]) for t in tasks},
+        mean_success=Estimate(stats.mean, stats.sem),
+        iqm=stats.iqm,
+        iqm_ci=(stats.iqm_ci[0], stats.iqm_ci[1]),
+        per_seed_mean=[sum(s.values()) / len(s) for s in per_seed],
+        reported_env_steps=[e.env_steps for e in picked],
+    )

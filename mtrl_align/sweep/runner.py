@@ -1,0 +1,302 @@
+"""Run a planned sweep on a backend: check the configs, skip/resume/start runs, list failures.
+
+Before anything trains, every run's config is resolved once (a typo in a key, a bad value or
+an unknown method stops the whole sweep with one clear message instead of N crashed jobs), and
+every existing run directory is checked to hold the same config, so that running a sweep again
+with other settings never mixes them into old runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from mtrl_align.sweep.launch import RunOutcome
+from mtrl_align.sweep.plan import RunSpec
+from mtrl_align.sweep.state import Action, RunState, decide_action, read_status
+
+BACKENDS = ("local", "submitit", "ray")
+SUMMARY_FILE = "sweep_summary.json"
+LOCK_FILE = ".sweep.lock"
+LOG_LINES_IN_SUMMARY = 6
+# Keys that may differ between the planned config and a run's saved config.
+_KEYS_FREE_ON_RESUME = (
+    "device",
+    "num_threads",
+    "runs_root",
+    "train.progress_bar",
+    "train.log_every_updates",
+)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """Result of one sweep invocation.
+
+    Attributes:
+        outcomes: one per planned run (skipped runs included).
+        sweep_dir: the sweep directory.
+    """
+
+    outcomes: list[RunOutcome]
+    sweep_dir: Path
+
+    def with_state(self, state: str) -> list[RunOutcome]:
+        """Outcomes whose run ended in ``state`` (``finished``, ``failed``, ...)."""
+        return [o for o in self.outcomes if o.state == state]
+
+    @property
+    def all_finished(self) -> bool:
+        return all(o.state == RunState.FINISHED.value for o in self.outcomes)
+
+
+def resolve_run_config(spec: RunSpec) -> dict[str, Any]:
+    """The full config ``spec`` will train with, as a plain dict (raises on a bad config)."""
+    from mtrl_align.config import load_train_config
+    from mtrl_align.config_io import to_dict
+
+    return to_dict(load_train_config(spec.config_path, list(spec.overrides)))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def config_differences(saved: dict[str, Any], planned: dict[str, Any]) -> list[str]:
+    """``"key: A there, B here"`` per leaf where two configs differ (run-time keys aside)."""
+    # YAML round trip so tuples/lists and other representation details compare equal.
+    saved_flat = _flatten(yaml.safe_load(yaml.safe_dump(saved)))
+    planned_flat = _flatten(yaml.safe_load(yaml.safe_dump(planned)))
+    lines = []
+    for key in sorted(set(saved_flat) | set(planned_flat)):
+        if key in _KEYS_FREE_ON_RESUME:
+            continue
+        there, here = saved_flat.get(key, "<absent>"), planned_flat.get(key, "<absent>")
+        if there != here:
+            lines.append(f"{key}: {there!r} there, {here!r} here")
+    return lines
+
+
+def check_specs(
+    specs: Sequence[RunSpec],
+    resolve: Callable[[RunSpec], dict[str, Any]] = resolve_run_config,
+) -> None:
+    """Resolve every run's config and compare it with the run directory's saved one.
+
+    Raises:
+        ValueError: a run's config does not load (the message names the run), or an existing
+            run directory was made with a different config.
+    """
+    for spec in specs:
+        try:
+            planned = resolve(spec)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"run {spec.name}: {error}") from None
+        saved_path = spec.run_dir / "config.yaml"
+        if not saved_path.is_file():
+            continue
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        differences = config_differences(saved, planned)
+        if differences:
+            shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
+            raise ValueError(
+                f"run directory '{spec.run_dir}' holds a run with another config ({shown}); "
+                "use another --out for these settings, or delete that run directory"
+            )
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path):
+    """Refuse to run two sweeps on one directory at the same time from this host."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = sweep_dir / LOCK_FILE
+    host = socket.gethostname()
+    if lock.is_file():
+        try:
+            holder = json.loads(lock.read_text())
+        except json.JSONDecodeError:
+            holder = {}
+        if holder.get("host") == host and _pid_alive(int(holder.get("pid", -1))):
+            raise ValueError(
+                f"another sweep (pid {holder['pid']}) is running on '{sweep_dir}'; wait for it "
+                f"or stop it (remove {lock} if that process is gone)"
+            )
+    lock.write_text(json.dumps({"host": host, "pid": os.getpid(), "since": time.time()}))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _progress_printer(total: int, stream: TextIO) -> Callable[[RunOutcome], None]:
+    done = [0]
+
+    def report(outcome: RunOutcome) -> None:
+        done[0] += 1
+        line = f"[{done[0]}/{total}] {outcome.name}: {outcome.state}"
+        if outcome.wall_time_s:
+            line += f" after {outcome.wall_time_s:.0f}s ({outcome.action})"
+        if outcome.error and outcome.state != RunState.FINISHED.value:
+            line += f" - {outcome.error.splitlines()[0]}"
+        print(line, file=stream, flush=True)
+
+    return report
+
+
+def run_sweep(
+    specs: Sequence[RunSpec],
+    sweep_dir: str | Path,
+    backend: str = "local",
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    backend_options: dict[str, Any] | None = None,
+    resolve: Callable[[RunSpec], dict[str, Any]] = resolve_run_config,
+    stream: TextIO = sys.stdout,
+) -> SweepSummary:
+    """Check, then run the unfinished runs of a sweep on ``backend``.
+
+    Args:
+        specs: the planned runs (:func:`mtrl_align.sweep.plan.plan_sweep`).
+        sweep_dir: the sweep directory (lock, logs, summary, submitit folder).
+        backend: ``local``, ``submitit`` or ``ray``.
+        retry_failed: rerun runs that failed before instead of only listing them.
+        dry_run: print what would be done and stop.
+        backend_options: keyword arguments of the backend's run function
+            (:func:`~mtrl_align.sweep.local_backend.run_local`,
+            :func:`~mtrl_align.sweep.submitit_backend.run_submitit`,
+            :func:`~mtrl_align.sweep.ray_backend.run_ray`).
+        resolve: resolves a run's config (replaceable in tests).
+        stream: where progress lines go.
+
+    Returns:
+        the summary, also written to ``sweep_dir/sweep_summary.json``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}'; choose from: {', '.join(BACKENDS)}")
+    sweep_dir = Path(sweep_dir)
+    check_specs(specs, resolve)
+    statuses = {spec.name: read_status(spec.run_dir) for spec in specs}
+    actions = {name: decide_action(s, retry_failed) for name, s in statuses.items()}
+    to_run = [spec for spec in specs if actions[spec.name] is not Action.SKIP]
+    counts = {a.value: sum(1 for x in actions.values() if x is a) for a in Action}
+    print(
+        f"sweep {sweep_dir}: {len(specs)} runs - {counts['start']} to start, "
+        f"{counts['resume']} to resume, {counts['skip']} to skip; backend {backend}",
+        file=stream,
+        flush=True,
+    )
+    for spec in specs:
+        status = statuses[spec.name]
+        if status.state is RunState.FAILED and actions[spec.name] is Action.SKIP:
+            print(
+                f"  {spec.name}: failed before, not rerun (--retry-failed reruns it): "
+                f"{(status.error or '').splitlines()[0] if status.error else ''}",
+                file=stream,
+            )
+    if dry_run:
+        for spec in specs:
+            print(f"  {spec.name}: {actions[spec.name].value}", file=stream)
+        return SweepSummary([], sweep_dir)
+    with sweep_lock(sweep_dir):
+        ran = _dispatch(to_run, sweep_dir, backend, retry_failed, backend_options or {}, stream)
+    by_name = {o.name: o for o in ran}
+    outcomes = []
+    for spec in specs:
+        if spec.name in by_name:
+            outcomes.append(by_name[spec.name])
+        else:
+            status = statuses[spec.name]
+            outcomes.append(
+                RunOutcome(
+                    spec.name,
+                    str(spec.run_dir),
+                    Action.SKIP.value,
+                    status.state.value,
+                    error=status.error,
+                    env_steps=status.env_steps,
+                )
+            )
+    summary = SweepSummary(outcomes, sweep_dir)
+    _write_summary(summary)
+    _print_summary(summary, stream)
+    return summary
+
+
+def _dispatch(
+    specs: list[RunSpec],
+    sweep_dir: Path,
+    backend: str,
+    retry_failed: bool,
+    options: dict[str, Any],
+    stream: TextIO,
+) -> list[RunOutcome]:
+    if not specs:
+        return []
+    progress = _progress_printer(len(specs), stream)
+    if backend == "local":
+        from mtrl_align.sweep.local_backend import run_local
+
+        return run_local(specs, retry_failed=retry_failed, on_outcome=progress, **options)
+    if backend == "submitit":
+        from mtrl_align.sweep.submitit_backend import run_submitit
+
+        options = {"folder": sweep_dir / "submitit", **options}
+        return run_submitit(specs, retry_failed=retry_failed, on_outcome=progress, **options)
+    from mtrl_align.sweep.ray_backend import run_ray
+
+    return run_ray(specs, retry_failed=retry_failed, on_outcome=progress, **options)
+
+
+def _write_summary(summary: SweepSummary) -> None:
+    path = summary.sweep_dir / SUMMARY_FILE
+    data = {
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "runs": [asdict(o) for o in summary.outcomes],
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _print_summary(summary: SweepSummary, stream: TextIO) -> None:
+    counts: dict[str, int] = {}
+    for outcome in summary.outcomes:
+        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+    text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    print(f"sweep done: {text}", file=stream)
+    failed = [o for o in summary.outcomes if o.state != RunState.FINISHED.value]
+    for outcome in failed:
+        print(f"  {outcome.state}: {outcome.name} ({outcome.run_dir})", file=stream)
+        if outcome.error:
+            for line in outcome.error.splitlines()[-LOG_LINES_IN_SUMMARY:]:
+                print(f"    {line}", file=stream)
+        if outcome.log_path:
+            print(f"    log: {outcome.log_path}", file=stream)
+    print(f"summary: {summary.sweep_dir / SUMMARY_FILE}", file=stream)

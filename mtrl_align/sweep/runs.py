@@ -1,0 +1,130 @@
+"""Read finished training runs from disk: resolved config, evaluation log and status.
+
+A run directory (see the training contract) holds ``config.yaml``, ``eval.jsonl`` (one JSON
+object per evaluation) and ``status.json``. :func:`find_run_dirs` finds them under a folder at
+any depth, so a report can be pointed at one sweep or at a folder of sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtrl_align.sweep.state import RunState, read_status
+
+CONFIG_FILE = "config.yaml"
+EVAL_FILE = "eval.jsonl"
+_REQUIRED_EVAL_KEYS = ("env_steps", "mean_success", "success")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a run.
+
+    Attributes:
+        env_steps: env steps per task when it was taken.
+        mean_success: success rate averaged over tasks, in [0, 1].
+        success: success rate of each task, in [0, 1].
+        episodes_per_task: evaluation episodes per task.
+    """
+
+    env_steps: int
+    mean_success: float
+    success: dict[str, float]
+    episodes_per_task: int | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run directory as read from disk.
+
+    Attributes:
+        run_dir: the directory.
+        config: its resolved config (nested dict from ``config.yaml``).
+        evaluations: its evaluations in the order of training (ascending ``env_steps``).
+        state: ``finished``, ``interrupted`` (still running or killed), ``failed`` or ``new``.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    evaluations: list[Evaluation]
+    state: RunState
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("aggregation", {}).get("method", "?"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", -1))
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.evaluations[-1].success) if self.evaluations else []
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """Every directory under ``root`` (``root`` included) that holds a ``config.yaml``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs folder '{root}' does not exist")
+    return sorted(path.parent for path in root.rglob(CONFIG_FILE))
+
+
+def read_evaluations(path: Path) -> list[Evaluation]:
+    """Parse ``eval.jsonl``; a truncated last line (run killed mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    evaluations = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}:{number} is not valid JSON: {error}") from None
+        missing = [k for k in _REQUIRED_EVAL_KEYS if k not in entry]
+        if missing:
+            raise ValueError(
+                f"{path}:{number} lacks {', '.join(missing)}; not a training eval log?"
+            )
+        success = {str(k): float(v) for k, v in entry["success"].items()}
+        evaluations.append(
+            Evaluation(
+                env_steps=int(entry["env_steps"]),
+                mean_success=float(entry["mean_success"]),
+                success=success,
+                episodes_per_task=entry.get("episodes_per_task"),
+            )
+        )
+    evaluations.sort(key=lambda e: e.env_steps)
+    return evaluations
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """Read one run directory."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"'{config_path}' is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"'{config_path}' does not hold a config mapping")
+    evaluations = read_evaluations(run_dir / EVAL_FILE)
+    return RunRecord(run_dir, config, evaluations, read_status(run_dir).state)
+
+
+def load_runs(root: str | Path) -> list[RunRecord]:
+    """Read every run directory under ``root``."""
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise FileNotFoundError(f"no run directories (with {CONFIG_FILE}) under '{root}'")
+    return [load_run(d) for d in dirs]

@@ -1,0 +1,163 @@
+"""SLURM backend through submitit: one array job, one task per run.
+
+Each task runs :func:`mtrl_align.sweep.launch.execute_run`, so a task that SLURM preempts or
+times out is requeued by submitit and resumes from the run's latest checkpoint. With
+``cluster="local"`` submitit runs the same jobs as local processes (how the tests run it), and
+``cluster="debug"`` runs them in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mtrl_align.sweep.launch import RunOutcome, execute_run
+from mtrl_align.sweep.plan import RunSpec
+
+try:
+    import submitit
+    from submitit.helpers import Checkpointable
+except ImportError:  # optional extra: pip install "mtrl-align[cluster]"
+    submitit = None
+    Checkpointable = object
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of each run's SLURM task.
+
+    Attributes:
+        timeout_min: wall-clock limit per task in minutes; a task that hits it is requeued
+            and resumes from its checkpoint (at most ``max_requeues`` times).
+        partition: SLURM partition (``None``: the cluster's default).
+        gpus_per_run: GPUs per run.
+        cpus_per_run: CPU cores per run (also the run's torch thread count).
+        mem_gb: memory per run in GB.
+        array_parallelism: most tasks of the array running at once.
+        max_requeues: requeues after a timeout or preemption.
+        extra: further ``slurm_*`` parameters for submitit, e.g. ``{"slurm_account": "x"}``.
+    """
+
+    timeout_min: int = 24 * 60
+    partition: str | None = None
+    gpus_per_run: int = 0
+    cpus_per_run: int = 4
+    mem_gb: int = 16
+    array_parallelism: int = 64
+    max_requeues: int = 3
+    extra: dict | None = None
+
+
+class SweepTask(Checkpointable):
+    """The callable a SLURM task runs; requeued on preemption/timeout, then resumes."""
+
+    def __init__(self, retry_failed: bool = False, threads: int | None = None) -> None:
+        self.retry_failed = retry_failed
+        self.threads = threads
+
+    def __call__(self, spec: RunSpec) -> RunOutcome:
+        return execute_run(spec, retry_failed=self.retry_failed, threads=self.threads)
+
+    def checkpoint(self, spec: RunSpec) -> Any:
+        """Requeue the same run; on restart :func:`execute_run` sees the checkpoint and resumes.
+
+        The training process is killed with its job, so the resumed run continues from its
+        last ``checkpoints/latest.pt``.
+        """
+        return submitit.helpers.DelayedSubmission(SweepTask(self.retry_failed, self.threads), spec)
+
+
+def make_executor(folder: str | Path, options: SlurmOptions, cluster: str | None = None) -> Any:
+    """A submitit ``AutoExecutor`` set up with ``options``.
+
+    ``cluster`` is ``None`` (detect SLURM), ``"slurm"``, ``"local"`` or ``"debug"``.
+    """
+    if submitit is None:
+        raise ValueError(
+            "the submitit backend needs the 'submitit' package: pip install 'mtrl-align[cluster]'"
+        )
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    parameters: dict[str, Any] = {
+        "name": "mtrl-align-sweep",
+        "timeout_min": options.timeout_min,
+        "cpus_per_task": options.cpus_per_run,
+        "gpus_per_node": options.gpus_per_run,
+        "mem_gb": options.mem_gb,
+        "tasks_per_node": 1,
+        "nodes": 1,
+    }
+    if executor.cluster == "slurm":
+        parameters["slurm_array_parallelism"] = options.array_parallelism
+        parameters["slurm_max_num_timeout"] = options.max_requeues
+        if options.partition:
+            parameters["slurm_partition"] = options.partition
+        parameters.update(options.extra or {})
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def run_submitit(
+    specs: Sequence[RunSpec],
+    folder: str | Path,
+    options: SlurmOptions | None = None,
+    cluster: str | None = None,
+    retry_failed: bool = False,
+    wait: bool = True,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Submit ``specs`` as one job array and (by default) wait for all of them.
+
+    Args:
+        specs: runs to bring to the finished state.
+        folder: submitit's folder for job scripts, pickles and SLURM logs.
+        options: per-run resources.
+        cluster: see :func:`make_executor`.
+        retry_failed: rerun failed runs instead of listing them.
+        wait: wait for the jobs; ``False`` returns right after submission with
+            ``state="submitted"`` outcomes (run the sweep again later to see where they are).
+        on_outcome: called with each outcome as its job ends.
+
+    Returns:
+        outcomes in the order of ``specs``; a job that crashed outside training (e.g. killed
+        by SLURM for memory) comes back as a failed outcome naming the job.
+    """
+    if not specs:
+        return []
+    options = options or SlurmOptions()
+    executor = make_executor(folder, options, cluster)
+    task = SweepTask(retry_failed, threads=options.cpus_per_run)
+    jobs = executor.map_array(task, list(specs))
+    if not wait:
+        return [
+            RunOutcome(
+                spec.name,
+                str(spec.run_dir),
+                "submit",
+                "submitted",
+                extra={"job_id": job.job_id},
+            )
+            for spec, job in zip(specs, jobs, strict=True)
+        ]
+    poll_s = 1.0 if executor.cluster in ("local", "debug") else 30.0
+    index_of = {id(job): i for i, job in enumerate(jobs)}
+    outcomes: dict[int, RunOutcome] = {}
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=poll_s):
+        index = index_of[id(job)]
+        spec = specs[index]
+        try:
+            outcome = job.result()
+        except Exception as error:  # noqa: BLE001 - one lost job must not stop the sweep
+            outcome = RunOutcome(
+                spec.name,
+                str(spec.run_dir),
+                "start",
+                "failed",
+                error=f"submitit job {job.job_id} failed: {str(error).strip()[-2000:]}",
+            )
+        outcome = replace(outcome, extra={**outcome.extra, "job_id": job.job_id})
+        outcomes[index] = outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return [outcomes[i] for i in range(len(specs))]

@@ -1,0 +1,268 @@
+"""``mtrl-align report``: numbers against numpy/scipy, protocol refusal, files, plots.
+
+Run directories are written here in the training contract's format (config.yaml from the real
+``TrainConfig``, eval.jsonl, status.json) with random success rates, so every number of the
+report can be recomputed independently from those logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+import yaml
+
+from mtrl_align.cli import main as cli_main
+from mtrl_align.config import TrainConfig
+from mtrl_align.config_io import to_dict
+from mtrl_align.sweep.grouping import group_runs
+from mtrl_align.sweep.plots import success_curve
+from mtrl_align.sweep.protocol import ProtocolMismatchError
+from mtrl_align.sweep.report import build_report
+from mtrl_align.sweep.runs import load_runs
+
+TASKS = ["reach-v3", "push-v3", "pick-place-v3"]
+EPISODES = 10
+EVAL_STEPS = [1000, 2000, 3000]
+
+
+def write_run(
+    run_dir: Path,
+    method: str,
+    seed: int,
+    success: np.ndarray,
+    state: str = "finished",
+    config_changes: dict | None = None,
+) -> Path:
+    """A run directory in the training contract's format.
+
+    Args:
+        success: success rates [evaluations, tasks] at ``EVAL_STEPS``.
+        config_changes: dotted key -> value applied to the default config.
+    """
+    config = to_dict(TrainConfig())
+    changes = {
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "aggregation.method": method,
+        "env.tasks": list(TASKS),
+        "env.max_episode_steps": 150,
+        "train.total_env_steps": EVAL_STEPS[-1],
+        "eval.every_env_steps": 1000,
+        "eval.episodes_per_task": EPISODES,
+        **(config_changes or {}),
+    }
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with open(run_dir / "eval.jsonl", "w") as handle:
+        for steps, rates in zip(EVAL_STEPS[: len(success)], success, strict=True):
+            entry = {
+                "env_steps": steps,
+                "total_env_steps": steps * len(TASKS),
+                "updates": steps,
+                "mean_success": float(np.mean(rates)),
+                "success": {t: float(r) for t, r in zip(TASKS, rates, strict=True)},
+                "mean_return": 0.0,
+                "returns": dict.fromkeys(TASKS, 0.0),
+                "episodes_per_task": EPISODES,
+                "wall_time_s": 1.0,
+            }
+            handle.write(json.dumps(entry) + "\n")
+    status = {"state": state, "env_steps": EVAL_STEPS[len(success) - 1], "error": None}
+    (run_dir / "status.json").write_text(json.dumps(status))
+    return run_dir
+
+
+def random_success(rng: np.random.Generator, evaluations: int = 3) -> np.ndarray:
+    """Success rates that are multiples of 1/EPISODES, [evaluations, tasks]."""
+    return rng.integers(0, EPISODES + 1, size=(evaluations, len(TASKS))) / EPISODES
+
+
+@pytest.fixture
+def sweep_dir(tmp_path: Path) -> tuple[Path, dict[str, dict[int, np.ndarray]]]:
+    rng = np.random.default_rng(7)
+    logs: dict[str, dict[int, np.ndarray]] = {}
+    for method, seeds in (("aligned-mtl", [0, 1, 2, 3, 4]), ("uniform", [0, 1, 2])):
+        logs[method] = {}
+        for seed in seeds:
+            success = random_success(rng)
+            write_run(tmp_path / "sweep" / method / f"seed_{seed}", method, seed, success)
+            logs[method][seed] = success
+    return tmp_path / "sweep", logs
+
+
+def _sem(x: np.ndarray) -> np.ndarray:
+    return np.std(x, axis=0, ddof=1) / np.sqrt(x.shape[0])
+
+
+@pytest.mark.parametrize("metric", ["final", "best"])
+def test_numbers_match_independent_computation(sweep_dir, tmp_path, metric):
+    root, logs = sweep_dir
+    report = build_report(root, tmp_path / "out", metric=metric, with_plots=False)
+    rows = {row.label: row for row in report.rows}
+    assert set(rows) == set(logs)
+    with open(report.csv) as handle:
+        csv_rows = {r["method"]: r for r in csv.DictReader(handle)}
+    for method, per_seed in logs.items():
+        # the evaluation each metric reports, picked with numpy: last row, or argmax of the mean
+        scores = np.stack(
+            [
+                s[-1] if metric == "final" else s[np.argmax(s.mean(axis=1))]
+                for s in per_seed.values()
+            ]
+        )  # [seeds, tasks]
+        row = rows[method]
+        assert row.seeds == sorted(per_seed)
+        for t, task in enumerate(TASKS):
+            assert row.per_task[task].mean == pytest.approx(scores[:, t].mean())
+            assert row.per_task[task].sem == pytest.approx(_sem(scores)[t])
+        seed_means = scores.mean(axis=1)
+        assert row.mean_success.mean == pytest.approx(seed_means.mean())
+        assert row.mean_success.sem == pytest.approx(_sem(seed_means[:, None])[0])
+        assert row.iqm == pytest.approx(scipy.stats.trim_mean(scores, 0.25, axis=None))
+        low, high = row.iqm_ci
+        assert low <= row.iqm + 1e-12 and row.iqm <= high + 1e-12
+        assert 0.0 <= low and high <= 1.0
+        # the CSV carries the same numbers
+        line = csv_rows[method]
+        assert int(line["num_seeds"]) == len(per_seed)
+        assert float(line["mean_success"]) == pytest.approx(seed_means.mean())
+        assert float(line[f"{TASKS[1]}_sem"]) == pytest.approx(_sem(scores)[1])
+        assert line["metric"] == metric
+        assert int(line["episode_length"]) == 150
+        assert int(line["env_steps_per_task"]) == EVAL_STEPS[-1]
+
+
+def test_markdown_states_protocol_metric_and_numbers(sweep_dir, tmp_path):
+    root, logs = sweep_dir
+    report = build_report(root, tmp_path / "out", metric="best", with_plots=False)
+    text = report.markdown.read_text()
+    assert "MT10 (3 tasks), reward v2, 150-step episodes" in text
+    assert f"{EVAL_STEPS[-1]:,} env steps per task" in text
+    assert f"{EPISODES} evaluation episodes per task" in text
+    assert "best evaluation over training" in text and "--metric best" in text
+    for row in report.rows:
+        assert f"| {row.label} | {len(row.seeds)} | {row.mean_success.mean:.3f} ± " in text
+        task = TASKS[0]
+        assert f"{row.per_task[task].mean:.3f} ± {row.per_task[task].sem:.3f}" in text
+
+
+def test_different_protocols_are_refused(sweep_dir, tmp_path):
+    root, _ = sweep_dir
+    rng = np.random.default_rng(0)
+    other = root / "uniform" / "seed_9"
+    write_run(other, "uniform", 9, random_success(rng), config_changes={"env.reward_version": "v1"})
+    with pytest.raises(ProtocolMismatchError, match="reward version differs") as error:
+        build_report(root, tmp_path / "out", with_plots=False)
+    assert str(other) in str(error.value)
+    # the CLI turns it into one line and exit code 2
+    assert cli_main(["report", str(root), "--out", str(tmp_path / "out2")]) == 2
+
+
+def test_other_training_length_and_task_set_are_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    write_run(tmp_path / "a", "uniform", 0, random_success(rng))
+    write_run(
+        tmp_path / "b",
+        "pcgrad",
+        0,
+        random_success(rng),
+        config_changes={"train.total_env_steps": 5000},
+    )
+    with pytest.raises(ProtocolMismatchError, match="env steps per task differs"):
+        build_report(tmp_path, with_plots=False)
+
+
+def test_unfinished_runs_are_left_out_and_listed(sweep_dir, tmp_path):
+    root, logs = sweep_dir
+    rng = np.random.default_rng(3)
+    running = write_run(
+        root / "uniform" / "seed_5", "uniform", 5, random_success(rng, 2), state="running"
+    )
+    report = build_report(root, tmp_path / "out", with_plots=False)
+    uniform = next(r for r in report.rows if r.label == "uniform")
+    assert uniform.seeds == sorted(logs["uniform"])
+    assert any(str(running) in line and "interrupted" in line for line in report.excluded)
+    assert str(running) in report.markdown.read_text()
+
+
+def test_same_method_other_settings_get_own_rows(tmp_path):
+    rng = np.random.default_rng(4)
+    for c in (0.4, 0.9):
+        for seed in (0, 1):
+            write_run(
+                tmp_path / f"c{c}" / f"seed_{seed}",
+                "cagrad",
+                seed,
+                random_success(rng),
+                config_changes={"aggregation.options": {"c": c}},
+            )
+    report = build_report(tmp_path, with_plots=False)
+    labels = sorted(row.label for row in report.rows)
+    assert labels == ["cagrad (aggregation.options.c=0.4)", "cagrad (aggregation.options.c=0.9)"]
+    assert all(row.seeds == [0, 1] for row in report.rows)
+
+
+def test_duplicate_seed_is_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    write_run(tmp_path / "one", "uniform", 3, random_success(rng))
+    write_run(tmp_path / "two", "uniform", 3, random_success(rng))
+    with pytest.raises(ValueError, match="same config and seed 3"):
+        build_report(tmp_path, with_plots=False)
+
+
+def test_eval_log_damage(tmp_path):
+    rng = np.random.default_rng(6)
+    run = write_run(tmp_path / "r", "uniform", 0, random_success(rng))
+    log = run / "eval.jsonl"
+    lines = log.read_text().splitlines()
+    # a run killed while writing leaves a truncated last line: ignored
+    log.write_text("\n".join(lines) + '\n{"env_steps": 40')
+    (record,) = load_runs(tmp_path)
+    assert [e.env_steps for e in record.evaluations] == EVAL_STEPS
+    # a broken line in the middle is an error naming the file and line
+    log.write_text("\n".join([lines[0], "{oops", *lines[1:]]))
+    with pytest.raises(ValueError, match=r"eval\.jsonl:2 is not valid JSON"):
+        load_runs(tmp_path)
+
+
+def test_no_finished_runs_and_missing_folder(tmp_path):
+    rng = np.random.default_rng(8)
+    write_run(tmp_path / "r", "uniform", 0, random_success(rng, 1), state="failed")
+    with pytest.raises(ValueError, match="no finished runs"):
+        build_report(tmp_path, with_plots=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_report(tmp_path / "nowhere")
+
+
+def test_curves_and_plot_files(sweep_dir, tmp_path):
+    root, logs = sweep_dir
+    report = build_report(root, tmp_path / "out")
+    groups = {g.label: g for g in group_runs(load_runs(root))}
+    steps, mean, sem = success_curve(groups["aligned-mtl"])
+    curves = np.stack([s.mean(axis=1) for s in logs["aligned-mtl"].values()])  # [seeds, evals]
+    np.testing.assert_allclose(steps, EVAL_STEPS)
+    np.testing.assert_allclose(mean, curves.mean(axis=0))
+    np.testing.assert_allclose(sem, _sem(curves))
+    assert [p.name for p in report.plots] == ["success_curves.png", "success_intervals.png"]
+    for path in report.plots:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_report_cli_prints_table(sweep_dir, tmp_path, capsys):
+    root, _ = sweep_dir
+    out = tmp_path / "cli"
+    assert cli_main(["report", str(root), "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Method | Seeds | Mean success (± SEM) | IQM [95% CI] |" in printed
+    assert (out / "report.md").is_file() and (out / "report.csv").is_file()

@@ -1,0 +1,192 @@
+"""Vision metrics against an independent per-pixel numpy computation; Delta_m; `vision eval`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl_align.cli import main as cli_main
+from mtrl_align.vision.delta_m import delta_m
+from mtrl_align.vision.evaluation import evaluate_model, evaluate_predictions, save_predictions
+from mtrl_align.vision.metrics import MultiTaskMeter
+from mtrl_align.vision.models import SegNetSplit
+from mtrl_align.vision.npy_dataset import DatasetLayoutError, NpyMultiTaskDataset
+from mtrl_align.vision.specs import CITYSCAPES3, NYUV2
+from mtrl_align.vision.synthetic_data import write_npy_dataset
+
+
+def _random_split(num: int, seed: int = 0):
+    """Predictions and labels [N, ...] with ignored/invalid pixels, as torch tensors."""
+    rng = np.random.default_rng(seed)
+    h, w = 6, 7
+    sem_label = rng.integers(-1, 13, size=(num, h, w))
+    sem_label[sem_label == 12] = 11  # class 12 never occurs in labels ...
+    sem_pred = rng.integers(0, 12, size=(num, h, w))  # ... nor in predictions
+    depth_label = rng.uniform(0.5, 3.0, size=(num, 1, h, w)) * (rng.random((num, 1, h, w)) > 0.2)
+    depth_pred = rng.uniform(0.5, 3.0, size=(num, 1, h, w))
+    normal_label = rng.normal(size=(num, 3, h, w))
+    normal_label /= np.linalg.norm(normal_label, axis=1, keepdims=True)
+    normal_label *= rng.random((num, 1, h, w)) > 0.2
+    normal_pred = rng.normal(size=(num, 3, h, w)) * 3.0  # not unit length: metrics normalise
+    preds = {"semantic": sem_pred, "depth": depth_pred, "normal": normal_pred}
+    labels = {"semantic": sem_label, "depth": depth_label, "normal": normal_label}
+    to_t = lambda d: {k: torch.from_numpy(v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in d.items()}  # noqa: E731
+    return to_t(preds), to_t(labels)
+
+
+def _numpy_metrics(preds, labels) -> dict[str, float]:
+    """Per-pixel numpy computation of the NYUv2 metrics over the whole split."""
+    p = preds["semantic"].numpy().ravel()
+    y = labels["semantic"].numpy().ravel()
+    keep = y >= 0
+    p, y = p[keep], y[keep]
+    ious = []
+    for c in range(13):
+        tp = np.sum((p == c) & (y == c))
+        union = np.sum((p == c) | (y == c))
+        if union > 0:
+            ious.append(tp / union)
+    d_pred = preds["depth"].numpy().astype(np.float64).ravel()
+    d_true = labels["depth"].numpy().astype(np.float64).ravel()
+    d_valid = d_true != 0
+    err = np.abs(d_pred[d_valid] - d_true[d_valid])
+    rel = err / d_true[d_valid]
+    n_pred = np.moveaxis(preds["normal"].numpy().astype(np.float64), 1, -1).reshape(-1, 3)
+    n_true = np.moveaxis(labels["normal"].numpy().astype(np.float64), 1, -1).reshape(-1, 3)
+    valid = np.any(n_true != 0, axis=1)
+    unit = n_pred[valid] / np.linalg.norm(n_pred[valid], axis=1, keepdims=True)
+    angles = np.degrees(np.arccos(np.clip(np.sum(unit * n_true[valid], axis=1), -1, 1)))
+    return {
+        "semantic/miou": float(np.mean(ious)),
+        "semantic/pixel_acc": float(np.mean(p == y)),
+        "depth/abs_err": float(err.mean()),
+        "depth/rel_err": float(rel.mean()),
+        "normal/mean_angle": float(angles.mean()),
+        "normal/median_angle": float(np.median(angles)),
+        "normal/within_11.25": float(np.mean(angles < 11.25)),
+        "normal/within_22.5": float(np.mean(angles < 22.5)),
+        "normal/within_30": float(np.mean(angles < 30)),
+    }
+
+
+def _meter_over(preds, labels, batch_size: int) -> dict[str, float]:
+    meter = MultiTaskMeter(NYUV2)
+    num = labels["semantic"].shape[0]
+    for start in range(0, num, batch_size):
+        sl = slice(start, start + batch_size)
+        meter.update({k: v[sl] for k, v in preds.items()}, {k: v[sl] for k, v in labels.items()})
+    return meter.compute()
+
+
+def test_metrics_equal_numpy_per_pixel_computation_for_any_batch_size():
+    preds, labels = _random_split(7)
+    expected = _numpy_metrics(preds, labels)
+    for batch_size in (1, 3, 7):
+        got = _meter_over(preds, labels, batch_size)
+        for key, value in expected.items():
+            tol = 2e-3 if key == "normal/median_angle" else 1e-9
+            assert got[key] == pytest.approx(value, abs=tol, rel=1e-9), (key, batch_size)
+
+
+def test_batch_averaging_would_differ_so_the_check_is_meaningful():
+    preds, labels = _random_split(7)
+    whole = _numpy_metrics(preds, labels)["depth/abs_err"]
+    per_batch = np.mean([_numpy_metrics({k: v[i : i + 3] for k, v in preds.items()},
+                                        {k: v[i : i + 3] for k, v in labels.items()})["depth/abs_err"]
+                         for i in (0, 3, 6)])  # fmt: skip
+    assert abs(per_batch - whole) > 1e-6
+
+
+def test_segmentation_accepts_logits_and_offsets_use_instance_pixels_only():
+    preds, labels = _random_split(2)
+    logits = torch.nn.functional.one_hot(preds["semantic"], 13).permute(0, 3, 1, 2).float()
+    meter_a, meter_b = MultiTaskMeter(NYUV2), MultiTaskMeter(NYUV2)
+    meter_a.update(preds, labels)
+    meter_b.update({**preds, "semantic": logits}, labels)
+    assert meter_a.compute() == meter_b.compute()
+    target = torch.full((1, 2, 3, 3), float("nan"))
+    target[0, :, 0, 0] = torch.tensor([1.0, -2.0])
+    pred = torch.zeros(1, 2, 3, 3) + 100.0
+    pred[0, :, 0, 0] = torch.tensor([0.0, 0.0])
+    meter = MultiTaskMeter(CITYSCAPES3).meters["instance"]
+    meter.update(pred, target)
+    assert meter.compute()["l1"] == pytest.approx(1.5)
+
+
+def test_delta_m_reproduces_published_table_values():
+    # Aligned-MTL paper, Table 2 (NYUv2, MTAN): single-task baselines and the "Uniform" row,
+    # published Delta_m 5.46 (metric-weighted) and -1.07 (task-weighted).
+    baselines = dict(zip([m.key for m in NYUV2.metrics],
+                         [38.30, 63.76, 0.68, 0.28, 25.01, 19.21, 30.14, 57.20, 69.15], strict=True))
+    uniform = dict(zip(baselines, [39.29, 65.33, 0.5493, 0.2263, 28.15, 23.96, 22.09, 47.50, 61.08], strict=True))
+    result = delta_m(uniform, NYUV2, baselines)
+    assert result.metric_weighted == pytest.approx(5.46, abs=0.01)
+    assert result.task_weighted == pytest.approx(-1.07, abs=0.01)
+    same = delta_m(baselines, NYUV2, baselines)
+    assert same.metric_weighted == 0 and same.task_weighted == 0
+
+
+def test_delta_m_rejects_unknown_baseline_keys():
+    with pytest.raises(ValueError, match="unknown baseline metric 'depth/abs'"):
+        delta_m({}, NYUV2, {"depth/abs": 1.0})
+
+
+@pytest.fixture
+def tiny_nyuv2(tmp_path):
+    return write_npy_dataset(tmp_path / "nyu", "nyuv2", num_train=2, num_val=5, height=16, width=16)
+
+
+def test_model_evaluation_is_independent_of_batch_size_and_matches_saved_predictions(tiny_nyuv2, tmp_path):
+    torch.manual_seed(0)
+    model = SegNetSplit(NYUV2.tasks, width=4, num_stages=2)
+    dataset = NpyMultiTaskDataset(tiny_nyuv2, "val", NYUV2)
+    device = torch.device("cpu")
+    by_one = evaluate_model(model, dataset, NYUV2, batch_size=1, device=device)
+    by_four = evaluate_model(model, dataset, NYUV2, batch_size=4, device=device)
+    for key in by_one:
+        assert by_one[key] == pytest.approx(by_four[key], rel=1e-5, abs=1e-6)
+    out = save_predictions(model, dataset, NYUV2, tmp_path / "pred", device)
+    scored = evaluate_predictions("nyuv2", tiny_nyuv2, out)
+    for key in by_one:
+        assert scored[key] == pytest.approx(by_one[key], rel=1e-5, abs=1e-6)
+
+
+def test_eval_cli_prints_metrics_and_both_conventions(tiny_nyuv2, tmp_path, capsys):
+    # perfect predictions: the labels themselves
+    pred = tmp_path / "pred"
+    for folder in ("label", "depth", "normal"):
+        (pred / folder).mkdir(parents=True)
+        for i in range(5):
+            array = np.load(tiny_nyuv2 / "val" / folder / f"{i}.npy")
+            if folder == "label":
+                array = np.where(array < 0, 0, array).astype(np.int64)
+            np.save(pred / folder / f"{i}.npy", array)
+    code = cli_main(["vision", "eval", "--dataset", "nyuv2", "--root", str(tiny_nyuv2),
+                     "--predictions", str(pred), "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Delta_m task-weighted" in printed and "Delta_m metric-weighted" in printed
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["metrics"]["semantic/pixel_acc"] == pytest.approx(1.0)
+    assert result["metrics"]["depth/abs_err"] == pytest.approx(0.0, abs=1e-12)
+    assert result["metrics"]["normal/within_11.25"] == pytest.approx(1.0)
+    expected = delta_m(result["metrics"], NYUV2)
+    assert result["delta_m_task_weighted"] == pytest.approx(expected.task_weighted)
+
+
+def test_eval_rejects_bad_prediction_files(tiny_nyuv2, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    for folder in ("label", "depth", "normal"):
+        (pred / folder).mkdir(parents=True)
+        for i in range(5):
+            np.save(pred / folder / f"{i}.npy", np.load(tiny_nyuv2 / "val" / folder / f"{i}.npy"))
+    np.save(pred / "normal" / "3.npy", np.zeros((16, 15, 3), np.float32))
+    with pytest.raises(DatasetLayoutError, match=r"normal/3\.npy' has shape \(16, 15, 3\)"):
+        evaluate_predictions("nyuv2", tiny_nyuv2, pred)
+    (pred / "depth" / "4.npy").unlink()
+    code = cli_main(["vision", "eval", "--dataset", "nyuv2", "--root", str(tiny_nyuv2), "--predictions", str(pred)])
+    assert code == 2
+    assert "depth: 4" in capsys.readouterr().err
