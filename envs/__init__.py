@@ -27,11 +27,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from envs.evaluation import EvaluationResult, Policy, evaluate
-    from envs.multitask_env import MultiTaskEnv, StepResult, make_multitask_env
-    from envs.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
-    from envs.statistics import SeedSummary, summarize_over_seeds
-    from envs.tasks import BENCHMARKS, all_task_names
+    from envs.evaluation import EvaluationResult, Policy, evaluate  # noqa: F401
+    from envs.multitask_env import MultiTaskEnv, StepResult, make_multitask_env  # noqa: F401
+    from envs.replay_buffer import MultiTaskReplayBuffer, TransitionBatch  # noqa: F401
+    from envs.statistics import SeedSummary, summarize_over_seeds  # noqa: F401
+    from envs.tasks import BENCHMARKS, all_task_names  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

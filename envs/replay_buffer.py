@@ -175,9 +175,9 @@ class MultiTaskReplayBuffer:
         batch = _positive_int("batch_size_per_task", batch_size_per_task)
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer; add transitions first")
-        slots = torch.randint(
-            0, self._size, (self.num_tasks, batch), generator=self._generator
-        ).to(self.device, non_blocking=True)
+        slots = torch.randint(0, self._size, (self.num_tasks, batch), generator=self._generator).to(
+            self.device, non_blocking=True
+        )
         rows = self._task_index
         return TransitionBatch(
             obs=self.obs[rows, slots],

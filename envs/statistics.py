@@ -4,26 +4,27 @@
 - Overall: each seed's mean over tasks, then mean and SEM of those over seeds (the
   "mean ± SEM over seeds" that MT10 tables report).
 - IQM: interquartile mean (25 % trimmed mean) of all seed x task scores, with a 95 %
-  stratified bootstrap percentile interval (seeds resampled within each task) computed
-  by rliable (Agarwal et al., 2021).
+  *stratified* bootstrap percentile interval: each replicate resamples the seeds with
+  replacement independently within every task (the estimator of rliable, Agarwal et al.
+  2021, ``StratifiedBootstrap`` with ``task_bootstrap=False``).
 
-rliable's ``StratifiedBootstrap`` draws from NumPy's *global* generator and ignores its
-``random_state`` argument; :func:`summarize_over_seeds` therefore seeds the global
-generator for the duration of the bootstrap and restores its previous state afterwards,
-so results are reproducible and nothing else is disturbed.
+The interval is computed with ``scipy.stats.bootstrap`` given one sample per task (SciPy
+resamples each sample independently, which is exactly the stratification above) and an
+explicit generator, so it is reproducible and touches no global RNG. rliable itself is not
+called: rliable 1.2 needs ``arch<8``, and arch 7.2 fails to import with pandas 3, while
+rliable's ``StratifiedBootstrap`` draws from NumPy's global RNG whatever ``random_state``
+says. The IQM point estimate equals ``rliable.metrics.aggregate_iqm``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from rliable import library as rly
-from rliable import metrics
+import scipy.stats
 
 
 @dataclass
@@ -76,14 +77,37 @@ def _sem(values: np.ndarray, axis: int = 0) -> np.ndarray:
     return values.std(axis=axis, ddof=1) / math.sqrt(n)
 
 
-@contextlib.contextmanager
-def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
+def _iqm(scores: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
+    """Interquartile mean (25 % trimmed mean) over ``axis`` (all axes by default)."""
+    if axis is None:
+        return scipy.stats.trim_mean(scores, 0.25, axis=None)
+    moved = np.moveaxis(scores, axis, tuple(range(-len(axis), 0)))
+    flat = moved.reshape(*moved.shape[: -len(axis)], -1)
+    return scipy.stats.trim_mean(flat, 0.25, axis=-1)
+
+
+def iqm_interval(
+    scores: np.ndarray, confidence: float = 0.95, reps: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Stratified bootstrap percentile interval of the IQM of ``scores`` [num_seeds, num_tasks]."""
+    if np.ptp(scores, axis=0).max() == 0.0:  # every resample is identical
+        point = float(_iqm(scores))
+        return point, point
+
+    def statistic(*task_samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        stacked = np.stack([np.moveaxis(x, axis, -1) for x in task_samples], axis=-1)
+        return _iqm(stacked, axis=(-2, -1))  # [..., seeds, tasks] -> [...]
+
+    result = scipy.stats.bootstrap(
+        tuple(scores.T),
+        statistic,
+        n_resamples=reps,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def scores_matrix(
@@ -133,18 +157,15 @@ def summarize_over_seeds(
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if isinstance(bootstrap_reps, bool) or not isinstance(bootstrap_reps, int) or bootstrap_reps < 1:
+    if (
+        isinstance(bootstrap_reps, bool)
+        or not isinstance(bootstrap_reps, int)
+        or bootstrap_reps < 1
+    ):
         raise ValueError(f"bootstrap_reps must be a positive int, got {bootstrap_reps!r}")
     scores, tasks = scores_matrix(per_seed_success)
     per_seed_mean = scores.mean(axis=1)
-    with _seeded_global_numpy(seed):
-        points, intervals = rly.get_interval_estimates(
-            {"run": scores},
-            lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=bootstrap_reps,
-            confidence_interval_size=confidence,
-        )
-    low, high = (float(v) for v in np.asarray(intervals["run"]).reshape(2))
+    low, high = iqm_interval(scores, confidence, bootstrap_reps, seed)
     return SeedSummary(
         num_seeds=scores.shape[0],
         tasks=tasks,
@@ -152,7 +173,7 @@ def summarize_over_seeds(
         per_task_sem=dict(zip(tasks, _sem(scores).tolist(), strict=True)),
         mean=float(per_seed_mean.mean()),
         sem=float(_sem(per_seed_mean[:, None])[0]),
-        iqm=float(np.asarray(points["run"]).reshape(-1)[0]),
+        iqm=float(_iqm(scores)),
         iqm_ci=(low, high),
         confidence=confidence,
         bootstrap_reps=bootstrap_reps,

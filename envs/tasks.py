@@ -18,6 +18,7 @@ import difflib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
 import gymnasium as gym
 import metaworld
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -217,4 +218,3 @@ def make_env_factories(
             )
         )
     return factories
-

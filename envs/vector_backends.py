@@ -54,12 +54,12 @@ class SyncBackend:
         self.single_action_space = self._vec.single_action_space
 
     def reset(self, mask: np.ndarray) -> np.ndarray:
-        """Reset the sub-environments where ``mask`` [k] is True; obs [k, obs_dim] (others stale)."""
+        """Reset the sub-envs where ``mask`` [k] is True; obs [k, obs_dim] (other rows stale)."""
         obs, _ = self._vec.reset(options={"reset_mask": np.asarray(mask, dtype=bool)})
         return obs
 
     def step(self, actions: np.ndarray) -> StepOutput:
-        """Step every sub-environment: obs [k, o], rewards [k], terminated [k], truncated [k], infos."""
+        """Step every sub-env: obs [k, o], rewards [k], terminated [k], truncated [k], infos."""
         obs, rewards, terminated, truncated, infos = self._vec.step(actions)
         return obs, rewards, terminated, truncated, _numeric_infos(infos)
 
@@ -89,6 +89,26 @@ class SyncBackend:
         self._vec.close()
 
 
+def _pack_step(output: StepOutput) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
+    """One float64 array [k, obs_dim + 3 + n_info] plus (key, dtype) pairs: a cheap message."""
+    obs, rewards, terminated, truncated, infos = output
+    columns = [obs, rewards[:, None], terminated[:, None], truncated[:, None]]
+    columns += [infos[key][:, None] for key in infos]
+    layout = tuple((key, value.dtype.str) for key, value in infos.items())
+    return np.concatenate(columns, axis=1, dtype=np.float64), layout
+
+
+def _unpack_step(
+    packed: np.ndarray, layout: tuple[tuple[str, str], ...], obs_dim: int, obs_dtype: np.dtype
+) -> StepOutput:
+    obs = packed[:, :obs_dim].astype(obs_dtype)
+    rewards = packed[:, obs_dim].copy()
+    terminated = packed[:, obs_dim + 1] != 0
+    truncated = packed[:, obs_dim + 2] != 0
+    infos = {key: packed[:, obs_dim + 3 + i].astype(dtype) for i, (key, dtype) in enumerate(layout)}
+    return obs, rewards, terminated, truncated, infos
+
+
 def _worker_main(conn: Any, env_fns: Sequence[EnvFactory]) -> None:
     """Worker process: build a :class:`SyncBackend` over ``env_fns`` and serve commands."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -106,7 +126,7 @@ def _worker_main(conn: Any, env_fns: Sequence[EnvFactory]) -> None:
             break
         try:
             if command == "step":
-                result = backend.step(payload)
+                result = _pack_step(backend.step(payload))
             elif command == "reset":
                 result = backend.reset(payload)
             elif command == "call":
@@ -231,7 +251,12 @@ class ProcessPoolBackend:
         """Step every sub-environment in parallel (same outputs as :meth:`SyncBackend.step`)."""
         for w, chunk in enumerate(self.chunks):
             self._send(w, "step", actions[chunk[0] : chunk[-1] + 1])
-        parts = self._receive_all(range(len(self.chunks)))
+        obs_dim = self.single_observation_space.shape[0]
+        obs_dtype = self.single_observation_space.dtype
+        parts = [
+            _unpack_step(packed, layout, obs_dim, obs_dtype)
+            for packed, layout in self._receive_all(range(len(self.chunks)))
+        ]
         obs, rewards, terminated, truncated = (
             np.concatenate([p[i] for p in parts]) for i in range(4)
         )

@@ -46,7 +46,9 @@ def assert_same_results(first: list, second: list) -> None:
     assert len(first) == len(second)
     for step, (a, b) in enumerate(zip(first, second, strict=True)):
         for field in RESULT_FIELDS:
-            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{field}@{step}")
+            np.testing.assert_array_equal(
+                getattr(a, field), getattr(b, field), err_msg=f"{field}@{step}"
+            )
 
 
 def test_matches_gymnasium_make_vec_and_keeps_final_obs(env):

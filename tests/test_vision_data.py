@@ -17,6 +17,14 @@ from mtrl_align.vision.specs import CITYSCAPES2, CITYSCAPES3, NYUV2
 from mtrl_align.vision.synthetic_data import write_cityscapes_raw, write_npy_dataset
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("spec", [NYUV2, CITYSCAPES2], ids=lambda s: s.name)
 def test_npy_loader_reads_files_in_channel_first_form(tmp_path, spec):
     root = write_npy_dataset(tmp_path, spec.name, num_train=3, num_val=2, height=16, width=24)
@@ -101,20 +109,26 @@ def test_cityscapes_raw_loader_builds_three_tasks(tmp_path):
     from PIL import Image
 
     raw = np.array(Image.open(dataset.files.samples[1]["disparity"]))
-    values = set(np.round(sample["disparity"].numpy().ravel() * dataset.disparity_scale).astype(int))
+    values = set(
+        np.round(sample["disparity"].numpy().ravel() * dataset.disparity_scale).astype(int)
+    )
     assert values <= set(raw.ravel().astype(int))
 
 
 def test_cityscapes_raw_cache_returns_the_same_arrays(tmp_path):
     root = write_cityscapes_raw(tmp_path / "raw", num_train=1, num_val=1, height=32, width=64)
     plain = CityscapesRawDataset(root, "val", image_size=(16, 32), label_downsample=1)[0]
-    cached = CityscapesRawDataset(root, "val", image_size=(16, 32), label_downsample=1, cache_dir=tmp_path / "c")
+    cached = CityscapesRawDataset(
+        root, "val", image_size=(16, 32), label_downsample=1, cache_dir=tmp_path / "c"
+    )
     first, second = cached[0], cached[0]
     for key in plain:
         torch.testing.assert_close(first[key], plain[key], equal_nan=True)
         torch.testing.assert_close(second[key], plain[key], equal_nan=True)
     with pytest.raises(ValueError, match="was built with"):
-        CityscapesRawDataset(root, "val", image_size=(8, 16), label_downsample=1, cache_dir=tmp_path / "c")
+        CityscapesRawDataset(
+            root, "val", image_size=(8, 16), label_downsample=1, cache_dir=tmp_path / "c"
+        )
 
 
 def test_cityscapes_raw_errors_name_missing_files(tmp_path):
@@ -147,7 +161,11 @@ def test_flip_twice_is_identity_and_negates_x_components(tmp_path):
 
 def test_scale_crop_rescales_geometry_labels():
     depth = torch.full((1, 8, 8), 3.0)
-    sample = {"image": torch.rand(3, 8, 8), "depth": depth, "semantic": torch.zeros(8, 8, dtype=torch.int64)}
+    sample = {
+        "image": torch.rand(3, 8, 8),
+        "depth": depth,
+        "semantic": torch.zeros(8, 8, dtype=torch.int64),
+    }
     out = scale_crop(sample, NYUV2, scale=2.0, top=0.0, left=0.0)
     torch.testing.assert_close(out["depth"], depth / 2.0)
     city = scale_crop({"disparity": torch.full((1, 4, 4), 0.5)}, CITYSCAPES3, 2.0, 0.5, 0.5)

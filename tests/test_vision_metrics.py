@@ -18,6 +18,14 @@ from mtrl_align.vision.specs import CITYSCAPES3, NYUV2
 from mtrl_align.vision.synthetic_data import write_npy_dataset
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _random_split(num: int, seed: int = 0):
     """Predictions and labels [N, ...] with ignored/invalid pixels, as torch tensors."""
     rng = np.random.default_rng(seed)
@@ -33,7 +41,13 @@ def _random_split(num: int, seed: int = 0):
     normal_pred = rng.normal(size=(num, 3, h, w)) * 3.0  # not unit length: metrics normalise
     preds = {"semantic": sem_pred, "depth": depth_pred, "normal": normal_pred}
     labels = {"semantic": sem_label, "depth": depth_label, "normal": normal_label}
-    to_t = lambda d: {k: torch.from_numpy(v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in d.items()}  # noqa: E731
+
+    def to_t(d):
+        return {
+            k: torch.from_numpy(v if v.dtype.kind == "i" else v.astype(np.float32))
+            for k, v in d.items()
+        }
+
     return to_t(preds), to_t(labels)
 
 
@@ -94,9 +108,15 @@ def test_metrics_equal_numpy_per_pixel_computation_for_any_batch_size():
 def test_batch_averaging_would_differ_so_the_check_is_meaningful():
     preds, labels = _random_split(7)
     whole = _numpy_metrics(preds, labels)["depth/abs_err"]
-    per_batch = np.mean([_numpy_metrics({k: v[i : i + 3] for k, v in preds.items()},
-                                        {k: v[i : i + 3] for k, v in labels.items()})["depth/abs_err"]
-                         for i in (0, 3, 6)])  # fmt: skip
+    per_batch = np.mean(
+        [
+            _numpy_metrics(
+                {k: v[i : i + 3] for k, v in preds.items()},
+                {k: v[i : i + 3] for k, v in labels.items()},
+            )["depth/abs_err"]
+            for i in (0, 3, 6)
+        ]
+    )
     assert abs(per_batch - whole) > 1e-6
 
 
@@ -119,9 +139,20 @@ def test_segmentation_accepts_logits_and_offsets_use_instance_pixels_only():
 def test_delta_m_reproduces_published_table_values():
     # Aligned-MTL paper, Table 2 (NYUv2, MTAN): single-task baselines and the "Uniform" row,
     # published Delta_m 5.46 (metric-weighted) and -1.07 (task-weighted).
-    baselines = dict(zip([m.key for m in NYUV2.metrics],
-                         [38.30, 63.76, 0.68, 0.28, 25.01, 19.21, 30.14, 57.20, 69.15], strict=True))
-    uniform = dict(zip(baselines, [39.29, 65.33, 0.5493, 0.2263, 28.15, 23.96, 22.09, 47.50, 61.08], strict=True))
+    baselines = dict(
+        zip(
+            [m.key for m in NYUV2.metrics],
+            [38.30, 63.76, 0.68, 0.28, 25.01, 19.21, 30.14, 57.20, 69.15],
+            strict=True,
+        )
+    )
+    uniform = dict(
+        zip(
+            baselines,
+            [39.29, 65.33, 0.5493, 0.2263, 28.15, 23.96, 22.09, 47.50, 61.08],
+            strict=True,
+        )
+    )
     result = delta_m(uniform, NYUV2, baselines)
     assert result.metric_weighted == pytest.approx(5.46, abs=0.01)
     assert result.task_weighted == pytest.approx(-1.07, abs=0.01)
@@ -139,7 +170,9 @@ def tiny_nyuv2(tmp_path):
     return write_npy_dataset(tmp_path / "nyu", "nyuv2", num_train=2, num_val=5, height=16, width=16)
 
 
-def test_model_evaluation_is_independent_of_batch_size_and_matches_saved_predictions(tiny_nyuv2, tmp_path):
+def test_model_evaluation_is_independent_of_batch_size_and_matches_saved_predictions(
+    tiny_nyuv2, tmp_path
+):
     torch.manual_seed(0)
     model = SegNetSplit(NYUV2.tasks, width=4, num_stages=2)
     dataset = NpyMultiTaskDataset(tiny_nyuv2, "val", NYUV2)
@@ -164,8 +197,20 @@ def test_eval_cli_prints_metrics_and_both_conventions(tiny_nyuv2, tmp_path, caps
             if folder == "label":
                 array = np.where(array < 0, 0, array).astype(np.int64)
             np.save(pred / folder / f"{i}.npy", array)
-    code = cli_main(["vision", "eval", "--dataset", "nyuv2", "--root", str(tiny_nyuv2),
-                     "--predictions", str(pred), "--json", str(tmp_path / "r.json")])  # fmt: skip
+    code = cli_main(
+        [
+            "vision",
+            "eval",
+            "--dataset",
+            "nyuv2",
+            "--root",
+            str(tiny_nyuv2),
+            "--predictions",
+            str(pred),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Delta_m task-weighted" in printed and "Delta_m metric-weighted" in printed
@@ -187,6 +232,45 @@ def test_eval_rejects_bad_prediction_files(tiny_nyuv2, tmp_path, capsys):
     with pytest.raises(DatasetLayoutError, match=r"normal/3\.npy' has shape \(16, 15, 3\)"):
         evaluate_predictions("nyuv2", tiny_nyuv2, pred)
     (pred / "depth" / "4.npy").unlink()
-    code = cli_main(["vision", "eval", "--dataset", "nyuv2", "--root", str(tiny_nyuv2), "--predictions", str(pred)])
+    code = cli_main(
+        [
+            "vision",
+            "eval",
+            "--dataset",
+            "nyuv2",
+            "--root",
+            str(tiny_nyuv2),
+            "--predictions",
+            str(pred),
+        ]
+    )
     assert code == 2
     assert "depth: 4" in capsys.readouterr().err
+
+
+def test_losses_use_only_valid_pixels():
+    from mtrl_align.vision.losses import task_loss
+
+    torch.manual_seed(0)
+    semantic, depth, normal = NYUV2.tasks
+    logits, classes = torch.randn(2, 13, 5, 5), torch.randint(-1, 13, (2, 5, 5))
+    expected = torch.nn.functional.cross_entropy(logits, classes, ignore_index=-1)
+    torch.testing.assert_close(task_loss(semantic, logits, classes), expected)
+    pred, label = torch.rand(2, 1, 5, 5), torch.rand(2, 1, 5, 5) * (torch.rand(2, 1, 5, 5) > 0.3)
+    valid = label.numpy() != 0
+    l1 = np.abs(pred.numpy() - label.numpy())[valid].mean()
+    assert float(task_loss(depth, pred, label)) == pytest.approx(l1, rel=1e-6)
+    n_pred = torch.nn.functional.normalize(torch.randn(1, 3, 4, 4), dim=1)
+    n_label = n_pred.clone()
+    n_label[:, :, 0, 0] = 0.0  # invalid pixel with a wrong "label" would add loss 1 if counted
+    assert float(task_loss(normal, n_pred, n_label)) == pytest.approx(0.0, abs=1e-6)
+    offsets = torch.full((1, 2, 3, 3), float("nan"))
+    offsets[0, :, 1, 1] = torch.tensor([2.0, -1.0])
+    pred = torch.zeros(1, 2, 3, 3, requires_grad=True)
+    loss = task_loss(CITYSCAPES3.task("instance"), pred, offsets)
+    assert float(loss.detach()) == pytest.approx(1.5)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad[0, :, 0, 0].abs().sum() == 0
+    empty = task_loss(semantic, logits.requires_grad_(), torch.full((2, 5, 5), -1))
+    empty.backward()
+    assert float(empty.detach()) == 0.0 and torch.isfinite(logits.grad).all()

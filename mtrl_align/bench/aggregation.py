@@ -3,7 +3,7 @@
 Model: a SAC-sized critic, MLP (obs 49 + action 4) -> 400 -> 400 -> 400 -> 1, with 128 samples
 per task and T tasks (T = 10 and 50), float32 on the CPU. Each measured update:
 
-* ``uniform`` (the denominator): forward of all T x 128 samples, summed per-task MSE loss,
+* ``summed-loss`` (the denominator): forward of all T x 128 samples, summed per-task MSE loss,
   ``backward()`` into ``.grad``.
 * ``<method>``: fused per-task gradients (:func:`mtrl_align.jacobian.task_sliced_gradients`,
   one vmapped forward/backward), flatten to J [T, n], the aggregator, and
@@ -12,7 +12,8 @@ per task and T tasks (T = 10 and 50), float32 on the CPU. Each measured update:
   (then uniform weights and write-back).
 
 The machine is shared, so every round runs all variants once in a freshly shuffled order
-(interleaved) and the table reports the ratio of median times over rounds.
+(interleaved) and the table reports the ratio of median times over rounds. The aggregator
+call alone is also timed on a fixed J (``agg ms``), which is far less sensitive to load.
 """
 
 from __future__ import annotations
@@ -101,37 +102,76 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(num_tasks: int, methods: list[str], rounds: int, seed: int = 0) -> dict[str, dict]:
-    """Median seconds per update over ``rounds`` interleaved rounds, and ratios to uniform."""
+def measure(
+    num_tasks: int, methods: list[str], rounds: int, naive_rounds: int, seed: int = 0
+) -> dict[str, dict]:
+    """Median milliseconds per update over ``rounds`` interleaved rounds and the ratio to the
+    summed-loss update; ``agg_ms``: the aggregator call alone on the same J (median)."""
     bench = UpdateBench(num_tasks, seed)
-    variants: dict[str, Callable[[], None]] = {"uniform": bench.uniform, "naive-loop": bench.naive_loop}
+    variants: dict[str, Callable[[], None]] = {
+        "summed-loss": bench.uniform,
+        "naive-loop": bench.naive_loop,
+    }
     for name in methods:
         agg = aggregation.make(name)
         variants[name] = lambda agg=agg: bench.aggregated(agg)
     for fn in variants.values():  # warm-up (allocator, vmap tracing, solver imports)
         fn()
-        fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
     shuffler = random.Random(seed)
-    for _ in range(rounds):
+    for r in range(rounds):
         shuffler.shuffle(order)
         for name in order:
+            if name == "naive-loop" and r >= naive_rounds:
+                continue
             times[name].append(_time(variants[name]))
-    base = statistics.median(times["uniform"])
+    agg_times = _aggregator_only(bench, methods, rounds)
+    base = statistics.median(times["summed-loss"])
     return {
         name: {
             "median_ms": 1e3 * statistics.median(ts),
             "ratio": statistics.median(ts) / base,
+            "agg_ms": agg_times.get(name, float("nan")),
         }
         for name, ts in times.items()
     }
 
 
-def run(quick: bool = False) -> dict:
-    """Print and return the ratio table for T = 10 and T = 50."""
+def _aggregator_only(bench: UpdateBench, methods: list[str], rounds: int) -> dict[str, float]:
+    """Median ms of the aggregator call alone on one fixed J (less noisy than full updates)."""
+    grads, losses, _ = task_sliced_gradients(
+        _task_loss, bench.params, (bench.inputs, bench.targets), bench.critic
+    )
+    J = flatten_task_gradients(grads, bench.names)
+    out = {}
+    for name in methods:
+        agg = aggregation.make(name)
+        agg(J, losses=losses)
+        out[name] = 1e3 * statistics.median(
+            _time(lambda agg=agg: agg(J, losses=losses)) for _ in range(max(rounds, 5))
+        )
+    return out
+
+
+def run(quick: bool = False, threads: int = 1) -> dict:
+    """Print and return the ratio table for T = 10 and T = 50.
+
+    Runs with ``threads`` intra-op threads (default 1): on a machine shared with other jobs,
+    multi-threaded kernels wait for busy cores and the timings become erratic.
+    """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(quick: bool) -> dict:
     methods = [m for m in aggregation.available() if m not in SKIPPED]
-    rounds = {10: 5 if quick else 30, 50: 3 if quick else 12}
+    rounds = {10: 3 if quick else 15, 50: 2 if quick else 5}
+    naive_rounds = {10: 3 if quick else 15, 50: 1}  # the T=50 loop alone costs ~20 updates
     torch.set_grad_enabled(True)
     results: dict = {
         "model": f"MLP {OBS_DIM + ACTION_DIM}->{HIDDEN}x{DEPTH}->1, {BATCH_PER_TASK} samples/task",
@@ -139,16 +179,23 @@ def run(quick: bool = False) -> dict:
         "rounds": rounds,
     }
     for num_tasks in (10, 50):
-        results[f"T={num_tasks}"] = measure(num_tasks, methods, rounds[num_tasks])
-    _print_table(results, ["uniform", "naive-loop", *methods])
+        results[f"T={num_tasks}"] = measure(
+            num_tasks, methods, rounds[num_tasks], naive_rounds[num_tasks]
+        )
+    _print_table(results, ["summed-loss", "naive-loop", *methods])
     return results
 
 
 def _print_table(results: dict, rows: list[str]) -> None:
     print(f"{results['model']}, CPU threads={results['threads']}, medians over {results['rounds']} rounds")
-    print(f"{'method':<16}{'T=10 ratio':>12}{'T=10 ms':>10}{'T=50 ratio':>12}{'T=50 ms':>10}")
+    print("ratio = median update time / median summed-loss update time; agg = aggregator alone")
+    header = f"{'method':<16}" + "".join(
+        f"{f'T={t} ' + col:>14}" for t in (10, 50) for col in ("ratio", "ms", "agg ms")
+    )
+    print(header)
     for name in rows:
-        a, b = results["T=10"][name], results["T=50"][name]
-        print(
-            f"{name:<16}{a['ratio']:>12.2f}{a['median_ms']:>10.1f}{b['ratio']:>12.2f}{b['median_ms']:>10.1f}"
-        )
+        cells = []
+        for t in (10, 50):
+            row = results[f"T={t}"][name]
+            cells += [f"{row['ratio']:>14.2f}", f"{row['median_ms']:>14.1f}", f"{row['agg_ms']:>14.2f}"]
+        print(f"{name:<16}" + "".join(cells))

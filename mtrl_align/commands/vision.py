@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "vision",
         help="NYUv2 / Cityscapes multi-task training and evaluation",
-        description="Dense multi-task vision (NYUv2, Cityscapes 2- and 3-task) with any aggregator.",
+        description="Dense multi-task vision (NYUv2, Cityscapes 2/3-task) with any aggregator.",
     )
     commands = parser.add_subparsers(dest="vision_command", metavar="{train,eval}")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -24,8 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train from CONFIG.yaml with key=value overrides, or resume a run directory.",
     )
     train.add_argument("config", nargs="?", help="YAML config (see configs/vision/)")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. aggregation.method=aligned-mtl")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. aggregation.method=aligned-mtl"
+    )
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     train.set_defaults(func=run_train)
 
     evaluate = commands.add_parser(
@@ -36,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     evaluate.add_argument("--root", required=True, help="dataset root")
-    evaluate.add_argument("--predictions", required=True, help="folder with one sub-folder per task")
+    evaluate.add_argument(
+        "--predictions", required=True, help="folder with one sub-folder per task"
+    )
     evaluate.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     evaluate.set_defaults(func=run_eval)
 

@@ -88,11 +88,19 @@ def log_path_of(spec: RunSpec) -> Path:
     return sweep_dir / "logs" / f"{spec.method}_seed_{spec.seed}.log"
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    if not path.is_file():
-        return ""
-    text = path.read_text(errors="replace").rstrip().splitlines()
-    return "\n".join(text[-lines:])
+def _error_from_log(returncode: int, log_path: Path) -> str:
+    """The error of a run that died without recording one: the end of its log.
+
+    The last log line (the error message the CLI prints) comes first, then the lines before
+    it from this attempt, so a one-line view of the error still says what went wrong.
+    """
+    text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    attempt = text.rsplit("\n=== ", 1)[-1].splitlines()[1:]  # drop this attempt's header
+    lines = [line for line in attempt if line.strip()][-LOG_TAIL_LINES:]
+    if not lines:
+        return f"training exited with code {returncode} and printed nothing"
+    head = f"{lines[-1].strip()} (exit code {returncode})"
+    return "\n".join([head, *lines[:-1]]) if len(lines) > 1 else head
 
 
 def execute_run(
@@ -154,10 +162,7 @@ def execute_run(
         else:
             state = RunState.FAILED
             recorded = after.error if after.state is RunState.FAILED else None
-            error = recorded or (
-                f"training exited with code {returncode}; last lines of {log_path}:\n"
-                + _tail(log_path)
-            )
+            error = recorded or _error_from_log(returncode, log_path)
     return RunOutcome(
         spec.name,
         str(spec.run_dir),

@@ -23,7 +23,7 @@ import yaml
 
 from mtrl_align.sweep.launch import RunOutcome
 from mtrl_align.sweep.plan import RunSpec
-from mtrl_align.sweep.state import Action, RunState, decide_action, read_status
+from mtrl_align.sweep.state import Action, RunState, RunStatus, decide_action, read_status
 
 BACKENDS = ("local", "submitit", "ray")
 SUMMARY_FILE = "sweep_summary.json"
@@ -178,7 +178,7 @@ def run_sweep(
     dry_run: bool = False,
     backend_options: dict[str, Any] | None = None,
     resolve: Callable[[RunSpec], dict[str, Any]] = resolve_run_config,
-    stream: TextIO = sys.stdout,
+    stream: TextIO | None = None,
 ) -> SweepSummary:
     """Check, then run the unfinished runs of a sweep on ``backend``.
 
@@ -193,16 +193,24 @@ def run_sweep(
             :func:`~mtrl_align.sweep.submitit_backend.run_submitit`,
             :func:`~mtrl_align.sweep.ray_backend.run_ray`).
         resolve: resolves a run's config (replaceable in tests).
-        stream: where progress lines go.
+        stream: where progress lines go (default: standard output).
 
     Returns:
         the summary, also written to ``sweep_dir/sweep_summary.json``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}'; choose from: {', '.join(BACKENDS)}")
+    stream = stream if stream is not None else sys.stdout
     sweep_dir = Path(sweep_dir)
     check_specs(specs, resolve)
-    statuses = {spec.name: read_status(spec.run_dir) for spec in specs}
+    earlier_failures = _earlier_failures(sweep_dir)
+    statuses = {}
+    for spec in specs:
+        status = read_status(spec.run_dir)
+        if status.state is RunState.NEW and spec.name in earlier_failures:
+            # It crashed before writing anything (e.g. a bad option): keep it listed as failed.
+            status = RunStatus(RunState.FAILED, error=earlier_failures[spec.name])
+        statuses[spec.name] = status
     actions = {name: decide_action(s, retry_failed) for name, s in statuses.items()}
     to_run = [spec for spec in specs if actions[spec.name] is not Action.SKIP]
     counts = {a.value: sum(1 for x in actions.values() if x is a) for a in Action}
@@ -247,6 +255,22 @@ def run_sweep(
     _write_summary(summary)
     _print_summary(summary, stream)
     return summary
+
+
+def _earlier_failures(sweep_dir: Path) -> dict[str, str]:
+    """Run name -> error of the runs the last sweep in ``sweep_dir`` saw fail."""
+    path = sweep_dir / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        runs = json.loads(path.read_text()).get("runs", [])
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return {
+        r["name"]: r.get("error") or "failed"
+        for r in runs
+        if isinstance(r, dict) and r.get("state") == RunState.FAILED.value and "name" in r
+    }
 
 
 def _dispatch(

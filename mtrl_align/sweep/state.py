@@ -6,7 +6,8 @@ Training writes ``status.json`` (``{"state": "running"|"finished"|"failed", "env
 - ``new``: nothing there yet -> start it;
 - ``finished`` -> skip it;
 - ``interrupted``: ``running`` in ``status.json`` but no process behind it (killed, preempted,
-  machine lost) -> resume it from ``checkpoints/latest.pt``, or start over when it died before
+  machine lost), or stopped with Ctrl-C (recorded as ``failed`` with an error starting with
+  "interrupted") -> resume it from ``checkpoints/latest.pt``, or start over when it died before
   its first checkpoint;
 - ``failed``: training stopped with an error -> list it with that error (rerun on request).
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 
 STATUS_FILE = "status.json"
 LATEST_CHECKPOINT = Path("checkpoints") / "latest.pt"
+# Training records a Ctrl-C as state "failed" with an error starting with this word.
+_INTERRUPTED_PREFIX = "interrupted"
 
 
 class RunState(str, enum.Enum):
@@ -78,8 +81,11 @@ def read_status(run_dir: str | Path) -> RunStatus:
     if state_name == "finished":
         return RunStatus(RunState.FINISHED, env_steps, None, has_checkpoint)
     if state_name == "failed":
-        error = status.get("error") or "failed without a recorded error"
-        return RunStatus(RunState.FAILED, env_steps, str(error), has_checkpoint)
+        error = str(status.get("error") or "failed without a recorded error")
+        if error.startswith(_INTERRUPTED_PREFIX):
+            # Stopped by Ctrl-C (KeyboardInterrupt): nothing went wrong, resume it.
+            return RunStatus(RunState.INTERRUPTED, env_steps, None, has_checkpoint)
+        return RunStatus(RunState.FAILED, env_steps, error, has_checkpoint)
     if state_name == "running":
         return RunStatus(RunState.INTERRUPTED, env_steps, None, has_checkpoint)
     return RunStatus(

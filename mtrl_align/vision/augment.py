@@ -87,7 +87,11 @@ class TrainAugmentation:
     """Random scale-crop (one of ``scales``) then a random horizontal flip (p = 0.5)."""
 
     def __init__(
-        self, spec: DatasetSpec, seed: int, scales: Sequence[float] = (1.0, 1.2, 1.5), flip: bool = True
+        self,
+        spec: DatasetSpec,
+        seed: int,
+        scales: Sequence[float] = (1.0, 1.2, 1.5),
+        flip: bool = True,
     ) -> None:
         if not scales or any(s < 1.0 for s in scales):
             raise ValueError(f"augmentation scales must be >= 1.0, got {list(scales)}")

@@ -170,7 +170,7 @@ def process_raw_sample(
     disparity_scale: float,
 ) -> dict[str, np.ndarray]:
     """Decode one raw sample into arrays: image [H, W, 3] float32 in [0, 1] at ``image_size``;
-    semantic [h, w] int64, instance [h, w, 2] float32, disparity [h, w] float32 at ``label_size``."""
+    semantic [h, w] int64, instance [h, w, 2] and disparity [h, w] float32 at ``label_size``."""
     image = _read_png(files["image"], None)
     if image.ndim != 3 or image.shape[2] < 3:
         raise DatasetLayoutError(f"image '{files['image']}' has shape {image.shape}; expected RGB")
@@ -210,7 +210,7 @@ class CityscapesRawDataset(Dataset):
         disparity_scale: raw disparity PNG values are divided by this.
         cache_dir: optional folder for processed samples (``<split>/<i>.npz``); its settings
             are recorded in ``cache.json`` and a mismatch is an error.
-        augmentation, max_samples: as in :class:`~mtrl_align.vision.npy_dataset.NpyMultiTaskDataset`.
+        augmentation, max_samples: as in ``NpyMultiTaskDataset``.
     """
 
     def __init__(
@@ -226,14 +226,22 @@ class CityscapesRawDataset(Dataset):
     ) -> None:
         if len(image_size) != 2 or min(image_size) <= 0:
             raise ValueError(f"image_size must be [H, W] with positive entries, got {image_size}")
-        if label_downsample < 1 or image_size[0] % label_downsample or image_size[1] % label_downsample:
+        if (
+            label_downsample < 1
+            or image_size[0] % label_downsample
+            or image_size[1] % label_downsample
+        ):
             raise ValueError(
-                f"label_downsample={label_downsample} must be >= 1 and divide image_size {list(image_size)}"
+                f"label_downsample={label_downsample} must be >= 1 and divide "
+                f"image_size {list(image_size)}"
             )
         self.spec = CITYSCAPES3
         self.files = CityscapesRawFiles(root, split)
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.label_size = (self.image_size[0] // label_downsample, self.image_size[1] // label_downsample)
+        self.label_size = (
+            self.image_size[0] // label_downsample,
+            self.image_size[1] // label_downsample,
+        )
         self.disparity_scale = float(disparity_scale)
         self.augmentation = augmentation
         self.epoch = 0
@@ -270,7 +278,9 @@ class CityscapesRawDataset(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def load_arrays(self, index: int, label_size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    def load_arrays(
+        self, index: int, label_size: tuple[int, int] | None = None
+    ) -> dict[str, np.ndarray]:
         """Processed arrays of sample ``index`` (labels at ``label_size`` if given)."""
         if label_size is not None and label_size != self.label_size:
             return process_raw_sample(
@@ -290,8 +300,10 @@ class CityscapesRawDataset(Dataset):
             tmp.replace(self.cache_dir / f"{index}.npz")
         return arrays
 
-    def load_labels(self, index: int, label_size: tuple[int, int] | None = None) -> dict[str, Tensor]:
-        """Label tensors of sample ``index`` (semantic [h, w], instance [2, h, w], disparity [1, h, w])."""
+    def load_labels(
+        self, index: int, label_size: tuple[int, int] | None = None
+    ) -> dict[str, Tensor]:
+        """Labels of sample ``index``: semantic [h, w], instance [2, h, w], disparity [1, h, w]."""
         arrays = self.load_arrays(index, label_size)
         return _labels_to_tensors(arrays)
 

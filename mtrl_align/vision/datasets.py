@@ -18,8 +18,12 @@ def build_dataset(data: DataConfig, split: str, train: bool, seed: int = 0) -> D
     ``data.augment``. Items are dicts ``{"image": [3, H, W], <task>: label tensor}``."""
     spec = get_dataset_spec(data.dataset)
     if not data.root:
-        raise ValueError("data.root is empty; set it to the dataset folder (data.root=/path/to/data)")
-    augmentation = TrainAugmentation(spec, seed, data.augment_scales) if train and data.augment else None
+        raise ValueError(
+            "data.root is empty; set it to the dataset folder (data.root=/path/to/data)"
+        )
+    augmentation = (
+        TrainAugmentation(spec, seed, data.augment_scales) if train and data.augment else None
+    )
     limit = data.max_train_samples if train else data.max_eval_samples
     if spec.name == "cityscapes3":
         return CityscapesRawDataset(

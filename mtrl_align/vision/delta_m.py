@@ -42,7 +42,9 @@ class DeltaM:
         }
 
 
-def resolve_baselines(spec: DatasetSpec, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+def resolve_baselines(
+    spec: DatasetSpec, overrides: Mapping[str, float] | None = None
+) -> dict[str, float]:
     """The dataset's default baselines, replaced entirely by ``overrides`` when given.
 
     Keys are ``<task>/<metric>`` of ``spec.metrics``; unknown keys and non-positive values are
@@ -53,7 +55,8 @@ def resolve_baselines(spec: DatasetSpec, overrides: Mapping[str, float] | None =
     for key, value in baselines.items():
         if key not in valid:
             raise ValueError(
-                f"unknown baseline metric '{key}' for {spec.name}; choose from: {', '.join(sorted(valid))}"
+                f"unknown baseline metric '{key}' for {spec.name}; "
+                f"choose from: {', '.join(sorted(valid))}"
             )
         if not isinstance(value, (int, float)) or value == 0:
             raise ValueError(f"baseline for '{key}' must be a non-zero number, got {value!r}")

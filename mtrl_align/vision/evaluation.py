@@ -51,14 +51,18 @@ def evaluate_model(
             images = batch["image"].to(device, non_blocking=True)
             labels = {name: batch[name].to(device, non_blocking=True) for name in spec.task_names}
             outputs = model(images)
-            outputs = {name: match_label_size(outputs[name], labels[name]) for name in spec.task_names}
+            outputs = {
+                name: match_label_size(outputs[name], labels[name]) for name in spec.task_names
+            }
             meter.update(outputs, labels)
     finally:
         model.train(was_training)
     return meter.compute()
 
 
-def _prediction_tensor(spec: DatasetSpec, task_name: str, path: Path, label_shape: tuple[int, ...]) -> torch.Tensor:
+def _prediction_tensor(
+    spec: DatasetSpec, task_name: str, path: Path, label_shape: tuple[int, ...]
+) -> torch.Tensor:
     task = spec.task(task_name)
     try:
         array = np.load(path)
@@ -71,7 +75,11 @@ def _prediction_tensor(spec: DatasetSpec, task_name: str, path: Path, label_shap
             f"{' or '.join(str(list(a)) for a in accepted)} (the label layout)"
         )
     if task.kind == "segmentation" and array.dtype.kind not in "iu":
-        if array.dtype.kind != "f" or not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+        if (
+            array.dtype.kind != "f"
+            or not np.all(np.isfinite(array))
+            or not np.all(array == np.round(array))
+        ):
             raise DatasetLayoutError(f"prediction '{path}' must hold integer class indices")
     if task.kind != "segmentation" and not np.all(np.isfinite(array)):
         raise DatasetLayoutError(f"prediction '{path}' contains NaN or inf")
@@ -111,7 +119,9 @@ def evaluate_predictions(
         for task in spec.tasks:
             label = labels[task.name]
             shape = tuple(label.shape[-2:])
-            preds[task.name] = _prediction_tensor(spec, task.name, predictions / task.folder / f"{index}.npy", shape)
+            preds[task.name] = _prediction_tensor(
+                spec, task.name, predictions / task.folder / f"{index}.npy", shape
+            )
         meter.update(
             {name: p.unsqueeze(0) for name, p in preds.items()},
             {name: t.unsqueeze(0) for name, t in labels.items()},
@@ -119,7 +129,9 @@ def evaluate_predictions(
     return meter.compute()
 
 
-def report(metrics: dict[str, float], spec: DatasetSpec, baselines: dict[str, float] | None = None) -> dict:
+def report(
+    metrics: dict[str, float], spec: DatasetSpec, baselines: dict[str, float] | None = None
+) -> dict:
     """Metrics plus Delta_m in both conventions, as one JSON-able dict."""
     result = {"dataset": spec.name, "metrics": dict(metrics)}
     result.update(delta_m(metrics, spec, baselines).to_dict())
@@ -149,7 +161,11 @@ def format_report(result: dict) -> str:
 
 @torch.no_grad()
 def save_predictions(
-    model: MultiTaskDenseModel, dataset: Dataset, spec: DatasetSpec, out_dir: str | Path, device: torch.device
+    model: MultiTaskDenseModel,
+    dataset: Dataset,
+    spec: DatasetSpec,
+    out_dir: str | Path,
+    device: torch.device,
 ) -> Path:
     """Write ``model``'s predictions on ``dataset`` in the layout ``vision eval`` reads
     (segmentation as int64 class indices, the rest channel-last float32, at label size)."""
@@ -163,7 +179,9 @@ def save_predictions(
             sample = dataset[index]
             outputs = model(sample["image"].unsqueeze(0).to(device))
             for task in spec.tasks:
-                pred = match_label_size(outputs[task.name], sample[task.name].unsqueeze(0).to(device))[0]
+                pred = match_label_size(
+                    outputs[task.name], sample[task.name].unsqueeze(0).to(device)
+                )[0]
                 if task.kind == "segmentation":
                     array = pred.argmax(0).cpu().numpy().astype(np.int64)
                 else:

@@ -6,7 +6,8 @@
 * offset: L1 over the (dy, dx) entries of instance pixels (finite labels).
 
 A batch without any valid pixel for a task gives a loss of 0 that still depends on the
-prediction (so every task always has a gradient graph, of value 0).
+prediction (so every task always has a gradient graph, of value 0). Masking uses arithmetic
+only, so a training step never waits for the GPU to report whether a mask is empty.
 Predictions whose spatial size differs from the labels' are resized (bilinear) to the labels.
 """
 
@@ -27,33 +28,37 @@ def match_label_size(pred: Tensor, label: Tensor) -> Tensor:
     return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
 
 
-def _masked_mean(values: Tensor, mask: Tensor, anchor: Tensor) -> Tensor:
-    if bool(mask.any()):
-        return values[mask].mean()
-    return anchor.sum() * 0.0
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` where ``mask`` is set (0 if nothing is); no host synchronisation."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def task_loss(task: TaskSpec, pred: Tensor, label: Tensor) -> Tensor:
     """Scalar loss of one task; ``pred`` [B, C, h, w], ``label`` in the task's label format."""
     pred = match_label_size(pred, label)
     if task.kind == "segmentation":
-        if not bool((label >= 0).any()):
-            return pred.sum() * 0.0
-        return F.cross_entropy(pred, label, ignore_index=-1)
+        per_pixel = F.cross_entropy(pred, label, ignore_index=-1, reduction="none")
+        return _masked_mean(per_pixel, label >= 0)
     if task.kind in ("depth", "disparity"):
         valid = (label != 0) & torch.isfinite(label)
-        return _masked_mean((pred - label).abs(), valid, pred)
+        safe_label = torch.where(valid, label, torch.zeros_like(label))
+        return _masked_mean((pred - safe_label).abs(), valid)
     if task.kind == "normal":
         valid = label.abs().sum(1) != 0
         cosine = (F.normalize(pred, dim=1) * label).sum(1)
-        return _masked_mean(1.0 - cosine, valid, pred)
+        return _masked_mean(1.0 - cosine, valid)
     if task.kind == "offset":
         valid = torch.isfinite(label)
         safe_label = torch.where(valid, label, torch.zeros_like(label))
-        return _masked_mean((pred - safe_label).abs(), valid, pred)
+        return _masked_mean((pred - safe_label).abs(), valid)
     raise ValueError(f"unknown task kind '{task.kind}'")
 
 
-def multitask_losses(spec: DatasetSpec, outputs: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+def multitask_losses(
+    spec: DatasetSpec, outputs: dict[str, Tensor], labels: dict[str, Tensor]
+) -> Tensor:
     """Stacked per-task losses [T] in ``spec.tasks`` order."""
-    return torch.stack([task_loss(task, outputs[task.name], labels[task.name]) for task in spec.tasks])
+    return torch.stack(
+        [task_loss(task, outputs[task.name], labels[task.name]) for task in spec.tasks]
+    )

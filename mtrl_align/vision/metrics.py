@@ -37,7 +37,8 @@ class SegmentationMeter:
     def update(self, pred: Tensor, target: Tensor) -> None:
         if pred.shape != target.shape:
             raise ValueError(
-                f"segmentation prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}"
+                f"segmentation prediction shape {tuple(pred.shape)} != "
+                f"label shape {tuple(target.shape)}"
             )
         n = self.num_classes
         valid = (target >= 0) & (target < n)
@@ -72,7 +73,9 @@ class DepthMeter:
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}")
+            raise ValueError(
+                f"prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}"
+            )
         valid = (target != 0) & torch.isfinite(target)
         diff = (pred[valid].double() - target[valid].double()).abs()
         self.abs_sum += diff.sum()
@@ -121,7 +124,11 @@ class NormalMeter:
         assert self.histogram is not None
         cumulative = torch.cumsum(self.histogram, 0).double()
         half = self.count / 2.0
-        index = int(torch.searchsorted(cumulative, torch.tensor(half, dtype=torch.float64, device=cumulative.device)))
+        index = int(
+            torch.searchsorted(
+                cumulative, torch.tensor(half, dtype=torch.float64, device=cumulative.device)
+            )
+        )
         before = float(cumulative[index - 1]) if index > 0 else 0.0
         inside = float(self.histogram[index])
         fraction = (half - before) / inside if inside > 0 else 0.5
@@ -137,7 +144,7 @@ class NormalMeter:
 
 
 class OffsetMeter:
-    """Instance-offset L1 over instance pixels. ``update(pred [B, 2, H, W], target [B, 2, H, W])``."""
+    """Offset L1 over instance pixels. ``update(pred [B, 2, H, W], target [B, 2, H, W])``."""
 
     def __init__(self) -> None:
         self.abs_sum = 0.0
@@ -145,7 +152,9 @@ class OffsetMeter:
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         if pred.shape != target.shape:
-            raise ValueError(f"offset prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}")
+            raise ValueError(
+                f"offset prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}"
+            )
         valid = torch.isfinite(target)
         self.abs_sum += (pred[valid].double() - target[valid].double()).abs().sum()
         self.count += int(valid.sum())

@@ -86,7 +86,7 @@ def label_to_tensor(task: TaskSpec, array: np.ndarray) -> Tensor:
 
 
 class NpyMultiTaskDataset(Dataset):
-    """One split of a ``.npy``-layout benchmark; items are dicts ``{"image": [3, H, W], task: ...}``.
+    """One split of a ``.npy``-layout benchmark; items are ``{"image": [3, H, W], task: ...}``.
 
     Args:
         root: dataset root holding ``<split>/``.
@@ -180,7 +180,9 @@ class NpyMultiTaskDataset(Dataset):
         if not 0 <= index < self.num_samples:
             raise IndexError(f"sample index {index} out of range [0, {self.num_samples})")
         image = np.load(self.root / self.split / "image" / f"{index}.npy").astype(np.float32)
-        sample: Sample = {"image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))}
+        sample: Sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))
+        }
         sample.update(self.load_labels(index))
         if self.augmentation is not None:
             sample = self.augmentation(sample, index, self.epoch)

@@ -155,6 +155,4 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown dataset '{name}'; choose from: {', '.join(DATASETS)}"
-        ) from None
+        raise ValueError(f"unknown dataset '{name}'; choose from: {', '.join(DATASETS)}") from None

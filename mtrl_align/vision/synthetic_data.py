@@ -22,7 +22,9 @@ def _smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     return coarse[rows[:, None], cols[None, :]].astype(np.float32)
 
 
-def _labels_from_image(image: np.ndarray, dataset: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _labels_from_image(
+    image: np.ndarray, dataset: str, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     spec = get_dataset_spec(dataset)
     out: dict[str, np.ndarray] = {}
     for task in spec.tasks:
@@ -35,7 +37,9 @@ def _labels_from_image(image: np.ndarray, dataset: str, rng: np.random.Generator
             depth[rng.random(depth.shape) < 0.05] = 0.0
             out[task.folder] = depth
         elif task.kind == "normal":
-            normal = np.stack([image[..., 2] - 0.5, image[..., 1] - 0.5, np.full_like(image[..., 0], 0.7)], -1)
+            normal = np.stack(
+                [image[..., 2] - 0.5, image[..., 1] - 0.5, np.full_like(image[..., 0], 0.7)], -1
+            )
             normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
             normal[rng.random(normal.shape[:2]) < 0.05] = 0.0
             out[task.folder] = normal.astype(np.float32)
@@ -89,19 +93,28 @@ def write_cityscapes_raw(
         for index in range(count):
             stem = f"{city}_{index:06d}_000019"
             image = _smooth_image(rng, height, width)
-            labels = label_ids[np.minimum((image[..., 0] * len(label_ids)).astype(int), len(label_ids) - 1)]
+            labels = label_ids[
+                np.minimum((image[..., 0] * len(label_ids)).astype(int), len(label_ids) - 1)
+            ]
             instances = labels.astype(np.int32).copy()
             for class_id in (24, 26):  # two instances per thing class: left and right half
                 mask = labels == class_id
-                instances[mask] = class_id * 1000 + (np.arange(width)[None, :] >= width // 2).repeat(height, 0)[mask]
+                instances[mask] = (
+                    class_id * 1000
+                    + (np.arange(width)[None, :] >= width // 2).repeat(height, 0)[mask]
+                )
             disparity = (1 + image[..., 1] * 20000).astype(np.uint16)
             disparity[rng.random(disparity.shape) < 0.05] = 0
             Image.fromarray((image * 255).astype(np.uint8)).save(
                 root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
             )
-            Image.fromarray(labels.astype(np.uint8)).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+            Image.fromarray(labels.astype(np.uint8)).save(
+                root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
+            )
             Image.fromarray(instances.astype(np.uint16)).save(
                 root / "gtFine" / split / city / f"{stem}_gtFine_instanceIds.png"
             )
-            Image.fromarray(disparity).save(root / "disparity" / split / city / f"{stem}_disparity.png")
+            Image.fromarray(disparity).save(
+                root / "disparity" / split / city / f"{stem}_disparity.png"
+            )
     return root

@@ -48,7 +48,8 @@ RESUMABLE_OVERRIDES = ("device", "train.epochs", "data.root", "data.num_workers"
 
 def default_run_dir(config: VisionConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"vision_{config.data.dataset}_{config.model.arch}_{config.aggregation.method}_s{config.seed}_{stamp}"
+    parts = (config.data.dataset, config.model.arch, config.aggregation.method)
+    name = "vision_" + "_".join(parts) + f"_s{config.seed}_{stamp}"
     return Path("runs") / name
 
 
@@ -112,7 +113,9 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     if resume_dir is None:
         if (run_dir / "checkpoints" / "latest.pt").exists():
-            raise ValueError(f"run directory '{run_dir}' already holds a run; resume it or pick another run_dir")
+            raise ValueError(
+                f"run directory '{run_dir}' already holds a run; resume it or pick another run_dir"
+            )
         save_config(config, run_dir / "config.yaml")
 
     torch.manual_seed(config.seed)
@@ -128,7 +131,9 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
         task_weights=config.aggregation.task_weights or None,
         weight_task_specific=config.aggregation.weight_task_specific,
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.optim.lr_milestones), gamma=config.optim.lr_gamma
     )
@@ -150,7 +155,11 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         aggregator.load_state_dict(state["aggregator"])
         torch.set_rng_state(state["rng"]["torch"])
-        if torch.cuda.is_available() and state["rng"].get("cuda") is not None and device.type == "cuda":
+        if (
+            torch.cuda.is_available()
+            and state["rng"].get("cuda") is not None
+            and device.type == "cuda"
+        ):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start_epoch, step = state["epoch"], state["step"]
         history.records, history.best_delta = state["history"], state["best_delta"]
@@ -161,23 +170,58 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
     started = time.time()
     try:
         for epoch in range(start_epoch, config.train.epochs):
-            step, train_losses = _train_epoch(config, spec, model, updater, optimizer, train_set, writer, epoch, step, device)
+            step, train_losses = _train_epoch(
+                config, spec, model, updater, optimizer, train_set, writer, epoch, step, device
+            )
             scheduler.step()
             last_epoch = epoch + 1 == config.train.epochs
             if (epoch + 1) % config.train.eval_every == 0 or last_epoch:
                 metrics = evaluate_model(
-                    model, eval_set, spec, config.train.eval_batch_size, device, config.data.num_workers
+                    model,
+                    eval_set,
+                    spec,
+                    config.train.eval_batch_size,
+                    device,
+                    config.data.num_workers,
                 )
-                record = _evaluation_record(epoch + 1, step, metrics, spec, baselines, train_losses, started)
+                record = _evaluation_record(
+                    epoch + 1, step, metrics, spec, baselines, train_losses, started
+                )
                 history.records.append(record)
                 with open(run_dir / "metrics.jsonl", "a") as handle:
                     handle.write(json.dumps(record) + "\n")
                 _log_evaluation(writer, record, step)
-                if history.best_delta is None or record["delta_m_task_weighted"] < history.best_delta:
+                if (
+                    history.best_delta is None
+                    or record["delta_m_task_weighted"] < history.best_delta
+                ):
                     history.best_delta = record["delta_m_task_weighted"]
-                    _save(run_dir / "checkpoints" / "best.pt", meta, model, optimizer, scheduler, aggregator, epoch + 1, step, history)
-                _write_json(run_dir / "summary.json", _summary(history.records, spec, baselines, config.train.average_last))
-            _save(checkpoint_path, meta, model, optimizer, scheduler, aggregator, epoch + 1, step, history)
+                    _save(
+                        run_dir / "checkpoints" / "best.pt",
+                        meta,
+                        model,
+                        optimizer,
+                        scheduler,
+                        aggregator,
+                        epoch + 1,
+                        step,
+                        history,
+                    )
+                _write_json(
+                    run_dir / "summary.json",
+                    _summary(history.records, spec, baselines, config.train.average_last),
+                )
+            _save(
+                checkpoint_path,
+                meta,
+                model,
+                optimizer,
+                scheduler,
+                aggregator,
+                epoch + 1,
+                step,
+                history,
+            )
             status.update(epoch=epoch + 1, step=step)
             _write_json(run_dir / "status.json", status)
         status["state"] = "finished"
@@ -213,7 +257,9 @@ def _train_epoch(config, spec, model, updater, optimizer, train_set, writer, epo
             break
         images = batch["image"].to(device, non_blocking=True)
         labels = {name: batch[name].to(device, non_blocking=True) for name in spec.task_names}
-        stats_due = config.aggregation.stats_every > 0 and step % config.aggregation.stats_every == 0
+        stats_due = (
+            config.aggregation.stats_every > 0 and step % config.aggregation.stats_every == 0
+        )
         result = updater(images, labels, keep_jacobian=stats_due)
         if config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
@@ -233,12 +279,16 @@ def _train_epoch(config, spec, model, updater, optimizer, train_set, writer, epo
                 writer.add_scalar(f"grad/{key}", float(value), step)
         step += 1
     if batches == 0:
-        raise ValueError("the training split produced no batch; check data.max_train_samples and batch size")
+        raise ValueError(
+            "the training split produced no batch; check data.max_train_samples and batch size"
+        )
     means = (loss_sum / batches).tolist()
     return step, dict(zip(spec.task_names, means, strict=True))
 
 
-def _evaluation_record(epoch, step, metrics, spec, baselines, train_losses, started) -> dict[str, Any]:
+def _evaluation_record(
+    epoch, step, metrics, spec, baselines, train_losses, started
+) -> dict[str, Any]:
     dm = delta_m(metrics, spec, baselines)
     return {
         "epoch": epoch,
@@ -261,7 +311,9 @@ def _log_evaluation(writer: SummaryWriter, record: dict[str, Any], step: int) ->
 def _summary(records: list[dict[str, Any]], spec, baselines, average_last: int) -> dict[str, Any]:
     last = records[-1]
     window = records[-max(1, average_last) :]
-    mean_metrics = {key: sum(r["metrics"][key] for r in window) / len(window) for key in last["metrics"]}
+    mean_metrics = {
+        key: sum(r["metrics"][key] for r in window) / len(window) for key in last["metrics"]
+    }
     dm = delta_m(mean_metrics, spec, baselines)
     return {
         "dataset": spec.name,
@@ -297,4 +349,3 @@ def _save(path, meta, model, optimizer, scheduler, aggregator, epoch, step, hist
         },
         path,
     )
-

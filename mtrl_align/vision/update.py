@@ -50,7 +50,9 @@ class UpdateResult:
 def resolve_target(target: str, aggregator) -> bool:
     """True if gradients are taken w.r.t. the shared representation."""
     if target not in TARGETS:
-        raise ValueError(f"unknown aggregation.target '{target}'; choose from: {', '.join(TARGETS)}")
+        raise ValueError(
+            f"unknown aggregation.target '{target}'; choose from: {', '.join(TARGETS)}"
+        )
     if target == "auto":
         return bool(getattr(aggregator, "uses_representation", False))
     return target == "representation"
@@ -105,7 +107,9 @@ class MultiTaskGradient:
         weights = None if self.task_weights is None else self._predefined(J)
         return self.aggregator(J, losses=losses.detach(), weights=weights)
 
-    def __call__(self, images: Tensor, labels: dict[str, Tensor], keep_jacobian: bool = False) -> UpdateResult:
+    def __call__(
+        self, images: Tensor, labels: dict[str, Tensor], keep_jacobian: bool = False
+    ) -> UpdateResult:
         self.model.zero_grad(set_to_none=True)
         if self.on_representation:
             return self._on_representation(images, labels, keep_jacobian)
@@ -133,7 +137,9 @@ class MultiTaskGradient:
             direction.detach().norm(),
         )
 
-    def _on_representation(self, images: Tensor, labels: dict[str, Tensor], keep: bool) -> UpdateResult:
+    def _on_representation(
+        self, images: Tensor, labels: dict[str, Tensor], keep: bool
+    ) -> UpdateResult:
         features = self.model.encode(images)
         detached = [f.detach().requires_grad_(True) for f in features]
         losses = self._losses(self.model.decode(detached), labels)
@@ -144,7 +150,9 @@ class MultiTaskGradient:
         J = J_all[:, :m]
         direction = self._aggregate(J, losses)
         pieces = torch.split(direction.to(features[0].dtype), sizes)
-        torch.autograd.backward(features, [p.view_as(f) for p, f in zip(pieces, features, strict=True)])
+        torch.autograd.backward(
+            features, [p.view_as(f) for p, f in zip(pieces, features, strict=True)]
+        )
         write_shared_direction(self._specific_weights(J_all) @ J_all[:, m:], decoder)
         return UpdateResult(
             losses.detach(),

@@ -9,7 +9,14 @@ from mtrl_align.vision.specs import DatasetSpec
 
 ARCHITECTURES = ("segnet", "mtan", "resnet_psp")
 
-__all__ = ["ARCHITECTURES", "MTAN", "MultiTaskDenseModel", "ResNetPSP", "SegNetSplit", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "MTAN",
+    "MultiTaskDenseModel",
+    "ResNetPSP",
+    "SegNetSplit",
+    "build_model",
+]
 
 
 def build_model(model_config, spec: DatasetSpec) -> MultiTaskDenseModel:

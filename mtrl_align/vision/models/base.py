@@ -27,11 +27,15 @@ from torch import Tensor
 from mtrl_align.vision.specs import TaskSpec
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Sequential:
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
+) -> nn.Sequential:
     """Conv (same padding) -> BatchNorm -> ReLU."""
     padding = dilation * (kernel_size // 2)
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
+        nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )

@@ -29,11 +29,22 @@ from mtrl_align.vision.specs import TaskSpec
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int, dilation: int, downsample: nn.Module | None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int,
+        dilation: int,
+        downsample: nn.Module | None,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, channels, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            channels, channels, 3, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -48,11 +59,20 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, stride: int, dilation: int, downsample: nn.Module | None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int,
+        dilation: int,
+        downsample: nn.Module | None,
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            channels, channels, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(channels)
         self.conv3 = nn.Conv2d(channels, channels * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(channels * 4)
@@ -73,7 +93,9 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class DilatedResNet(nn.Module):
     """ResNet with output stride 8 (layer3 dilation 2, layer4 dilation 4)."""
 
-    def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64) -> None:
+    def __init__(
+        self, layers: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64
+    ) -> None:
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown ResNet block '{block}'; choose from: {', '.join(BLOCKS)}")
@@ -86,11 +108,19 @@ class DilatedResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.in_channels = width
         settings = [(width, 1, 1), (2 * width, 2, 1), (4 * width, 1, 2), (8 * width, 1, 4)]
-        for index, ((channels, stride, dilation), count) in enumerate(zip(settings, layers, strict=True)):
-            setattr(self, f"layer{index + 1}", self._make_layer(block_type, channels, count, stride, dilation))
+        for index, ((channels, stride, dilation), count) in enumerate(
+            zip(settings, layers, strict=True)
+        ):
+            setattr(
+                self,
+                f"layer{index + 1}",
+                self._make_layer(block_type, channels, count, stride, dilation),
+            )
         self.out_channels = self.in_channels
 
-    def _make_layer(self, block_type: type, channels: int, count: int, stride: int, dilation: int) -> nn.Sequential:
+    def _make_layer(
+        self, block_type: type, channels: int, count: int, stride: int, dilation: int
+    ) -> nn.Sequential:
         out_channels = channels * block_type.expansion
         downsample = None
         if stride != 1 or self.in_channels != out_channels:
@@ -112,12 +142,21 @@ class DilatedResNet(nn.Module):
 class PyramidPoolingHead(nn.Module):
     """PSP decoder: pyramid pooling over ``bins``, fuse, classify to ``out_channels``."""
 
-    def __init__(self, in_channels: int, out_channels: int, bins: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         reduced = max(1, in_channels // len(bins))
         self.bins = tuple(bins)
         self.branches = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(in_channels, reduced, 1), nn.ReLU(inplace=True)) for _ in self.bins]
+            [
+                nn.Sequential(nn.Conv2d(in_channels, reduced, 1), nn.ReLU(inplace=True))
+                for _ in self.bins
+            ]
         )
         hidden = max(8, in_channels // 4)
         self.fuse = conv_bn_relu(in_channels + reduced * len(self.bins), hidden)
@@ -127,7 +166,9 @@ class PyramidPoolingHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
         pooled = [
-            F.interpolate(branch(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear", align_corners=False)
+            F.interpolate(
+                branch(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear", align_corners=False
+            )
             for b, branch in zip(self.bins, self.branches, strict=True)
         ]
         return self.classifier(self.dropout(self.fuse(torch.cat([x, *pooled], dim=1))))
@@ -150,7 +191,9 @@ class ResNetPSP(MultiTaskDenseModel):
         if pretrained_path:
             load_encoder_weights(self.encoder, pretrained_path)
         channels = self.encoder.out_channels
-        self.heads = nn.ModuleDict({t.name: PyramidPoolingHead(channels, t.channels, bins) for t in self.tasks})
+        self.heads = nn.ModuleDict(
+            {t.name: PyramidPoolingHead(channels, t.channels, bins) for t in self.tasks}
+        )
 
     def encode(self, images: Tensor) -> list[Tensor]:
         return [self.encoder(images)]

@@ -50,7 +50,9 @@ class SegNetBackbone(nn.Module):
         for stage, channels in enumerate(self.channels):
             self.enc_first.append(conv_bn_relu(previous, channels))
             self.enc_rest.append(
-                nn.Sequential(*[conv_bn_relu(channels, channels) for _ in range(CONVS_PER_STAGE[stage] - 1)])
+                nn.Sequential(
+                    *[conv_bn_relu(channels, channels) for _ in range(CONVS_PER_STAGE[stage] - 1)]
+                )
             )
             previous = channels
         # decoder stage k maps channels[k] -> channels[k-1] (stage 0 keeps channels[0])
@@ -163,14 +165,20 @@ class MTAN(MultiTaskDenseModel):
         self.backbone = SegNetBackbone(width, num_stages)
         channels = self.backbone.channels
         self.num_stages = len(channels)
-        # shared convolutions between attention stages (encoder: c_k -> c_{k+1}; decoder: c_k -> c_{k-1})
+        # shared convolutions between attention stages
+        # (encoder: c_k -> c_{k+1}; decoder: c_k -> c_{k-1})
         self.encoder_att_convs = nn.ModuleList(
-            [conv_bn_relu(c, channels[min(k + 1, len(channels) - 1)]) for k, c in enumerate(channels)]
+            [
+                conv_bn_relu(c, channels[min(k + 1, len(channels) - 1)])
+                for k, c in enumerate(channels)
+            ]
         )
         self.decoder_att_convs = nn.ModuleList(
             [conv_bn_relu(c, channels[k - 1] if k > 0 else c) for k, c in enumerate(channels)]
         )
-        self.attention = nn.ModuleDict({t.name: TaskAttention(channels, t.channels) for t in self.tasks})
+        self.attention = nn.ModuleDict(
+            {t.name: TaskAttention(channels, t.channels) for t in self.tasks}
+        )
 
     def encode(self, images: Tensor) -> list[Tensor]:
         stages = self.backbone(images)

@@ -1,0 +1,200 @@
+"""Training runs end to end on a tiny config (2 Meta-World tasks, 20-step episodes, tiny nets):
+run directory contract, determinism, exact resume, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mtrl_align.cli import main
+from mtrl_align.config import load_train_config
+from mtrl_align.training import NonFiniteTrainingError, RunFiles, train
+from mtrl_align.training import loop as loop_module
+
+TINY = {
+    "seed": 3,
+    "device": "cpu",
+    "num_threads": 1,
+    "env": {"benchmark": "MT10", "tasks": ["reach-v3", "drawer-close-v3"], "max_episode_steps": 20},
+    "agent": {"variant": "multi-head", "actor_hidden": [16, 16], "critic_hidden": [16, 16]},
+    "aggregation": {"method": "pcgrad"},
+    "train": {
+        "total_env_steps": 100,
+        "warmup_env_steps": 20,
+        "batch_size_per_task": 8,
+        "buffer_capacity": 1000,
+        "checkpoint_every_env_steps": 40,
+        "log_every_updates": 10,
+        "progress_bar": False,
+    },
+    "eval": {"every_env_steps": 60, "episodes_per_task": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def config_for(path: Path, run_dir: Path, *overrides: str):
+    return load_train_config(path, [f"run_dir={run_dir}", *overrides])
+
+
+def evaluations_without_time(run_dir: Path) -> list[dict]:
+    records = RunFiles(run_dir).read_evaluations()
+    for record in records:
+        record.pop("wall_time_s")
+    return records
+
+
+def final_agent(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)["agent"]
+
+
+def assert_same_agent(first: dict, second: dict) -> None:
+    for network in ("actor", "critic", "critic_target"):
+        for key, value in first[network].items():
+            assert torch.equal(value, second[network][key]), (network, key)
+    assert torch.equal(first["log_alpha"], second["log_alpha"])
+    assert first["num_updates"] == second["num_updates"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_config_path, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    return train(config_for(tiny_config_path, run_dir))
+
+
+def test_run_directory_follows_the_contract(reference_run):
+    files = RunFiles(reference_run)
+    status = json.loads(files.status.read_text())
+    assert status == {"state": "finished", "env_steps": 100, "error": None}
+    saved = yaml.safe_load(files.config.read_text())
+    assert saved["aggregation"]["method"] == "pcgrad" and saved["run_dir"] == str(reference_run)
+    records = files.read_evaluations()
+    assert [r["env_steps"] for r in records] == [60, 100]
+    for record in records:
+        assert set(record) >= {
+            "env_steps", "total_env_steps", "updates", "mean_success", "success",
+            "mean_return", "returns", "episodes_per_task", "wall_time_s",
+        }  # fmt: skip
+        assert record["total_env_steps"] == 2 * record["env_steps"]
+        assert set(record["success"]) == {"reach-v3", "drawer-close-v3"}
+        rates = list(record["success"].values())
+        assert record["mean_success"] == pytest.approx(sum(rates) / len(rates))
+    assert records[-1]["updates"] == 100 - 20
+    assert files.latest.is_file() and files.best.is_file()
+    assert any(files.tensorboard.iterdir())
+
+
+def test_tensorboard_has_documented_keys(reference_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(RunFiles(reference_run).tensorboard))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in (
+        "eval/mean_success",
+        "eval/success/reach-v3",
+        "losses/critic/reach-v3",
+        "losses/actor/drawer-close-v3",
+        "losses/alpha/reach-v3",
+        "temperature/reach-v3",
+        "aggregation/critic/kappa",
+        "aggregation/actor/min_cos",
+        "aggregation/critic/weight/reach-v3",
+        "perf/env_steps_per_s",
+        "train/episode_return/reach-v3",
+    ):
+        assert tag in tags, f"missing {tag}; have {sorted(tags)}"
+
+
+def test_same_seed_gives_the_same_run(reference_run, tiny_config_path, tmp_path):
+    again = train(config_for(tiny_config_path, tmp_path / "again"))
+    assert evaluations_without_time(again) == evaluations_without_time(reference_run)
+    assert_same_agent(final_agent(again), final_agent(reference_run))
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    reference_run, tiny_config_path, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "interrupted"
+    original = loop_module.Trainer._save_latest
+
+    def crash_after_first_checkpoint(self):
+        original(self)
+        raise RuntimeError("simulated crash")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module.Trainer, "_save_latest", crash_after_first_checkpoint)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(config_for(tiny_config_path, run_dir))
+    status = RunFiles(run_dir).read_status()
+    assert status["state"] == "failed" and "simulated crash" in status["error"]
+    assert status["env_steps"] == 40
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert evaluations_without_time(run_dir) == evaluations_without_time(reference_run)
+    assert_same_agent(final_agent(run_dir), final_agent(reference_run))
+    assert RunFiles(run_dir).read_status()["state"] == "finished"
+
+
+def test_nonfinite_losses_stop_the_run_with_a_clear_message(tiny_config_path, tmp_path, monkeypatch):
+    from envs.replay_buffer import MultiTaskReplayBuffer
+
+    original = MultiTaskReplayBuffer.sample
+
+    def poisoned(self, batch_size):
+        batch = original(self, batch_size)
+        return batch._replace(rewards=torch.full_like(batch.rewards, float("nan")))
+
+    monkeypatch.setattr(MultiTaskReplayBuffer, "sample", poisoned)
+    run_dir = tmp_path / "nan"
+    config = config_for(tiny_config_path, run_dir, "train.max_consecutive_nonfinite=3")
+    with pytest.raises(NonFiniteTrainingError, match="3 updates in a row.*critic_loss"):
+        train(config)
+    status = RunFiles(run_dir).read_status()
+    assert status["state"] == "failed" and "NaN/inf" in status["error"]
+    assert status["env_steps"] == 20 + 3
+
+
+def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(reference_run, tmp_path):
+    from mtrl_align.checkpointing import CheckpointError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    config = load_train_config(copy / "config.yaml")
+    with pytest.raises(CheckpointError, match="aggregation.method is 'pcgrad' there"):
+        train(load_train_config(copy / "config.yaml", ["aggregation.method=uniform"]), copy)
+    with pytest.raises(CheckpointError, match="tasks"):
+        train(load_train_config(copy / "config.yaml", ["env.tasks=[reach-v3]"]), copy)
+    (copy / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(config, copy)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train(config)
+
+
+def test_cli_errors_and_evaluate(reference_run, tiny_config_path, tmp_path, capsys):
+    assert main(["train", str(tiny_config_path), "train.total_env_step=5"]) == 2
+    assert "did you mean 'train.total_env_steps'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    out_json = tmp_path / "eval.json"
+    code = main(
+        ["evaluate", str(reference_run), "--episodes", "1", "--checkpoint", "best", "--json", str(out_json)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "reach-v3" in printed and "mean" in printed
+    result = json.loads(out_json.read_text())
+    assert result["episodes_per_task"] == 1 and set(result["success_rate"]) == {
+        "reach-v3",
+        "drawer-close-v3",
+    }
