@@ -49,9 +49,7 @@ class TanhGaussianActor(nn.Module):
             generator=generator,
         )
 
-    def forward(
-        self, obs: Tensor, task_index: Tensor
-    ) -> tuple[Tensor, Tensor, tuple[Tensor]]:
+    def forward(self, obs: Tensor, task_index: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor]]:
         """Gaussian parameters before the tanh.
 
         Args:

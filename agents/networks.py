@@ -68,7 +68,9 @@ class TaskConditionedMLP(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"unknown network variant {variant!r}; choose from: {', '.join(VARIANTS)}")
+            raise ValueError(
+                f"unknown network variant {variant!r}; choose from: {', '.join(VARIANTS)}"
+            )
         if obs_dim <= num_tasks:
             raise ValueError(
                 f"obs_dim={obs_dim} must exceed num_tasks={num_tasks} (state + one-hot task id)"

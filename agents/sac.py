@@ -174,7 +174,10 @@ class MultiTaskSAC:
 
     @torch.no_grad()
     def _bellman_targets(self, batch: Any, alpha: Tensor) -> Tensor:
-        """[T, B] soft targets r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))."""
+        """Soft Bellman targets [T, B].
+
+        y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        """
         mean, log_std, _ = self.actor(batch.next_obs, self.task_index)
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, self._noise(mean.shape))
         q_next, _ = self.critic_target(batch.next_obs, next_action, self.task_index)

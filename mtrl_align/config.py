@@ -156,7 +156,9 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"bad value for config key '{key}': {value!r}; choose from: {', '.join(allowed)}")
+        raise ConfigError(
+            f"bad value for config key '{key}': {value!r}; choose from: {', '.join(allowed)}"
+        )
 
 
 def _positive(key: str, value: float | int, allow_zero: bool = False) -> None:
@@ -171,15 +173,20 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
 
     if config.device != "auto" and config.device != "cpu" and not config.device.startswith("cuda"):
         raise ConfigError(
-            f"bad value for config key 'device': {config.device!r}; choose from: cpu, cuda, cuda:N, auto"
+            f"bad value for config key 'device': {config.device!r}; "
+            "choose from: cpu, cuda, cuda:N, auto"
         )
     _choice("env.reward_version", config.env.reward_version, REWARD_VERSIONS)
     _choice("env.vector_strategy", config.env.vector_strategy, VECTOR_STRATEGIES)
     _positive("env.max_episode_steps", config.env.max_episode_steps)
     if config.env.tasks is not None and not config.env.tasks:
-        raise ConfigError("bad value for config key 'env.tasks': empty list; use null for all tasks")
+        raise ConfigError(
+            "bad value for config key 'env.tasks': empty list; use null for all tasks"
+        )
     if config.env.tasks is not None and len(set(config.env.tasks)) != len(config.env.tasks):
-        raise ConfigError(f"bad value for config key 'env.tasks': duplicate names in {config.env.tasks}")
+        raise ConfigError(
+            f"bad value for config key 'env.tasks': duplicate names in {config.env.tasks}"
+        )
     _choice("agent.variant", config.agent.variant, VARIANTS)
     for key in ("actor_hidden", "critic_hidden"):
         widths = getattr(config.agent, key)
@@ -190,9 +197,13 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
     for key in ("actor_lr", "critic_lr", "alpha_lr", "init_temperature", "task_embedding_dim"):
         _positive(f"agent.{key}", getattr(config.agent, key))
     if not 0.0 <= config.agent.gamma <= 1.0:
-        raise ConfigError(f"bad value for config key 'agent.gamma': {config.agent.gamma}; must be in [0, 1]")
+        raise ConfigError(
+            f"bad value for config key 'agent.gamma': {config.agent.gamma}; must be in [0, 1]"
+        )
     if not 0.0 < config.agent.tau <= 1.0:
-        raise ConfigError(f"bad value for config key 'agent.tau': {config.agent.tau}; must be in (0, 1]")
+        raise ConfigError(
+            f"bad value for config key 'agent.tau': {config.agent.tau}; must be in (0, 1]"
+        )
     if config.agent.log_std_min >= config.agent.log_std_max:
         raise ConfigError("agent.log_std_min must be smaller than agent.log_std_max")
     if config.agent.grad_clip is not None:
@@ -204,7 +215,8 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         _choice("aggregation.networks", network, NETWORKS)
     if len(set(config.aggregation.networks)) != len(config.aggregation.networks):
         raise ConfigError(
-            f"bad value for config key 'aggregation.networks': duplicates in {config.aggregation.networks}"
+            "bad value for config key 'aggregation.networks': "
+            f"duplicates in {config.aggregation.networks}"
         )
     if config.aggregation.task_weights is not None and any(
         w < 0 for w in config.aggregation.task_weights
@@ -235,9 +247,7 @@ def load_train_config(
     Raises:
         ConfigError: unknown key (with the closest valid one), wrong type or bad value.
     """
-    config = load_config(
-        TrainConfig, path, overrides, free_prefixes=("aggregation.options",)
-    )
+    config = load_config(TrainConfig, path, overrides, free_prefixes=("aggregation.options",))
     return validate_train_config(config)
 
 

@@ -111,8 +111,11 @@ def jacobian_from_losses(
             for i, p in enumerate(params)
         )
     columns = [
-        (g if g is not None else torch.zeros((num_tasks,) + p.shape, dtype=p.dtype, device=p.device))
-        .reshape(num_tasks, -1)
+        (
+            g
+            if g is not None
+            else torch.zeros((num_tasks,) + p.shape, dtype=p.dtype, device=p.device)
+        ).reshape(num_tasks, -1)
         for g, p in zip(grads, params, strict=True)
     ]
     return torch.cat(columns, dim=1)
@@ -136,7 +139,8 @@ def task_sliced_gradients(
         loss_fn: ``loss_fn(params, batch_t, task_index, *extra) -> (loss_t, aux_t)`` computes
             ONE task's scalar loss from that task's slice ``batch_t`` (each tensor of
             ``task_batches`` without its leading T dim); ``task_index`` is a 0-dim int64 tensor
-            (index task-specific [T, ...] parameters with ``select_task(params["heads"], task_index)``;
+            (index task-specific [T, ...] parameters with
+            ``select_task(params["heads"], task_index)``;
             plain ``[task_index]`` indexing is not vmap-compatible).
             Use ``torch.func.functional_call`` to run modules with ``params``.
         params: name -> tensor, the parameters to differentiate (shared and task-specific).
@@ -168,7 +172,8 @@ def task_sliced_gradients(
     )
     if losses.shape != (num_tasks,):
         raise ValueError(
-            f"loss_fn must return a scalar loss per task; got per-task shape {tuple(losses.shape[1:])}"
+            "loss_fn must return a scalar loss per task; "
+            f"got per-task shape {tuple(losses.shape[1:])}"
         )
     if check_finite:
         check_finite_losses(losses)

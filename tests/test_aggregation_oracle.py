@@ -69,7 +69,9 @@ def test_mgda_matches_torchjd_and_cvxpy(T, n, dtype):
     L = np.linalg.cholesky(G + 1e-12 * np.trace(G) * np.eye(T))
     cp.Problem(cp.Minimize(cp.sum_squares(L.T @ x)), [x >= 0, cp.sum(x) == 1]).solve(cp.CLARABEL)
     expected = torch.from_numpy(x.value) @ J.double()
-    assert_close_vec(aggregation.make("mgda")(J), expected, 1e-3 if dtype == torch.float32 else 1e-5)
+    assert_close_vec(
+        aggregation.make("mgda")(J), expected, 1e-3 if dtype == torch.float32 else 1e-5
+    )
     # same Frank-Wolfe settings as torchjd -> same iterates
     ours_fw = aggregation.make("mgda", solver="frank-wolfe", max_iter=100, tol=1e-3)(J)
     assert_close_vec(ours_fw, tjd.MGDA(epsilon=1e-3, max_iters=100)(J), 10 * rel_tol(dtype))
@@ -127,8 +129,12 @@ def test_nash_mtl_matches_cvxpy_bargaining_solution(T, n, dtype):
     agg = aggregation.make("nash-mtl")
     ours = agg(J, weights=torch.tensor(p))
     alpha = _nash_cvxpy(G, p)  # interior-point accuracy ~1e-5 on these problems
-    assert_close_vec(agg.last_weights, torch.from_numpy(alpha), 1e-3 if dtype == torch.float32 else 1e-4)
-    assert_close_vec(ours, torch.from_numpy(alpha) @ J.double(), 1e-3 if dtype == torch.float32 else 1e-4)
+    assert_close_vec(
+        agg.last_weights, torch.from_numpy(alpha), 1e-3 if dtype == torch.float32 else 1e-4
+    )
+    assert_close_vec(
+        ours, torch.from_numpy(alpha) @ J.double(), 1e-3 if dtype == torch.float32 else 1e-4
+    )
     # and the defining equation alpha * (G alpha) = p holds tightly
     a = agg.last_weights.double().numpy()
     np.testing.assert_allclose(a * (G @ a), p, rtol=1e-3 if dtype == torch.float32 else 1e-6)

@@ -26,7 +26,9 @@ def test_aligned_gradients_have_condition_number_one(T, n, dtype):
     J = random_jacobian(T, n, dtype)
     aligned = aligned_matrix(J).double()
     sv = torch.linalg.svdvals(aligned)
-    assert float(sv.max() / sv.min()) == pytest.approx(1.0, abs=1e-3 if dtype == torch.float32 else 1e-9)
+    assert float(sv.max() / sv.min()) == pytest.approx(
+        1.0, abs=1e-3 if dtype == torch.float32 else 1e-9
+    )
     # the common singular value is the smallest singular value of J (scale_mode "min")
     assert float(sv[0]) == pytest.approx(float(torch.linalg.svdvals(J.double()).min()), rel=1e-3)
     stats = aggregation.gradient_stats(aligned.to(dtype))
@@ -62,7 +64,9 @@ def test_aligned_mtl_closed_form_two_tasks():
         d = agg(J)
         lam_min = 4.0 * (1 - abs(c))
         expected_alpha = math.sqrt(lam_min / (4.0 * (1 + c)))
-        torch.testing.assert_close(agg.last_weights, torch.full((2,), expected_alpha, dtype=torch.float64))
+        torch.testing.assert_close(
+            agg.last_weights, torch.full((2,), expected_alpha, dtype=torch.float64)
+        )
         torch.testing.assert_close(d, expected_alpha * J.sum(0))
 
 

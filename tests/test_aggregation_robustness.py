@@ -80,7 +80,9 @@ def test_nash_mtl_failure_is_counted_and_warned_never_silent():
     G = healthy @ healthy.T
     G = G / torch.linalg.norm(G)
     a = agg.last_weights
-    torch.testing.assert_close(a * (G @ a), torch.ones(3, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        a * (G @ a), torch.ones(3, dtype=torch.float64), rtol=1e-6, atol=1e-6
+    )
     assert agg.stats["solver_failures"] == 1
 
 

@@ -19,7 +19,9 @@ def run(agg, steps: range) -> list[torch.Tensor]:
     out = []
     for step in steps:
         J = random_jacobian(4, 16, torch.float64, seed=step)
-        losses = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64) / (1 + 0.1 * step * torch.arange(1, 5))
+        losses = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64) / (
+            1 + 0.1 * step * torch.arange(1, 5)
+        )
         out.append(agg(J, losses=losses))
     return out
 
@@ -62,7 +64,10 @@ def test_randomness_comes_from_the_seed_only(name):
 def test_dwa_matches_its_formula():
     agg = aggregation.make("dwa", temperature=2.0)
     J = random_jacobian(3, 5, torch.float64)
-    history = [torch.tensor(v, dtype=torch.float64) for v in ([1.0, 2.0, 4.0], [0.5, 2.0, 5.0], [0.4, 1.0, 5.0])]
+    history = [
+        torch.tensor(v, dtype=torch.float64)
+        for v in ([1.0, 2.0, 4.0], [0.5, 2.0, 5.0], [0.4, 1.0, 5.0])
+    ]
     agg(J, losses=history[0])
     assert torch.equal(agg.last_weights, torch.ones(3, dtype=torch.float64))
     agg(J, losses=history[1])

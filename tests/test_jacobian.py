@@ -76,7 +76,9 @@ def test_jacobian_from_losses_equals_naive_loop(setup):
     n = sum(p.numel() for p in shared)
     assert J.shape == (T, n)
     for t in range(T):
-        row = torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], shared, retain_graph=True)])
+        row = torch.cat(
+            [g.flatten() for g in torch.autograd.grad(losses[t], shared, retain_graph=True)]
+        )
         torch.testing.assert_close(J[t], row, rtol=1e-10, atol=1e-12)
 
 
@@ -143,7 +145,9 @@ def test_bad_inputs_raise_clear_errors(setup):
     with pytest.raises(ValueError, match="leading task dim"):
         task_sliced_gradients(task_loss, params, (x, y[:2]), net)
     with pytest.raises(ValueError, match="non-finite loss for task"):
-        task_sliced_gradients(task_loss, params, (x, y.index_fill(0, torch.tensor([1]), float("nan"))), net)
+        task_sliced_gradients(
+            task_loss, params, (x, y.index_fill(0, torch.tensor([1]), float("nan"))), net
+        )
     with pytest.raises(ValueError, match=r"direction has shape"):
         write_shared_direction(torch.zeros(3), [params["head_b"], params["head_w"]])
     with pytest.raises(ValueError, match="no gradient for parameter"):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+from rliable import metrics
 
 from envs.statistics import summarize_over_seeds
 
@@ -57,6 +58,7 @@ def test_means_and_standard_errors(scores):
 def test_iqm_and_its_bootstrap_interval(scores):
     summary = summarize_over_seeds(per_seed_dicts(scores), bootstrap_reps=4000, seed=1)
     assert summary.iqm == pytest.approx(interquartile_mean(scores))
+    assert summary.iqm == pytest.approx(metrics.aggregate_iqm(scores))  # rliable's IQM
     low, high = stratified_bootstrap_ci(scores, reps=4000, seed=2)
     # Two independent Monte Carlo estimates of the same percentiles.
     assert summary.iqm_ci[0] == pytest.approx(low, abs=0.015)

@@ -145,7 +145,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
     assert RunFiles(run_dir).read_status()["state"] == "finished"
 
 
-def test_nonfinite_losses_stop_the_run_with_a_clear_message(tiny_config_path, tmp_path, monkeypatch):
+def test_nonfinite_losses_stop_the_run_with_a_clear_message(
+    tiny_config_path, tmp_path, monkeypatch
+):
     from envs.replay_buffer import MultiTaskReplayBuffer
 
     original = MultiTaskReplayBuffer.sample
@@ -188,7 +190,16 @@ def test_cli_errors_and_evaluate(reference_run, tiny_config_path, tmp_path, caps
     assert "not a run directory" in capsys.readouterr().err
     out_json = tmp_path / "eval.json"
     code = main(
-        ["evaluate", str(reference_run), "--episodes", "1", "--checkpoint", "best", "--json", str(out_json)]
+        [
+            "evaluate",
+            str(reference_run),
+            "--episodes",
+            "1",
+            "--checkpoint",
+            "best",
+            "--json",
+            str(out_json),
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out

@@ -274,3 +274,21 @@ def test_losses_use_only_valid_pixels():
     empty = task_loss(semantic, logits.requires_grad_(), torch.full((2, 5, 5), -1))
     empty.backward()
     assert float(empty.detach()) == 0.0 and torch.isfinite(logits.grad).all()
+
+
+def test_cityscapes3_saved_predictions_score_like_the_model(tmp_path):
+    from mtrl_align.vision.cityscapes_raw import CityscapesRawDataset
+    from mtrl_align.vision.models import ResNetPSP
+    from mtrl_align.vision.synthetic_data import write_cityscapes_raw
+
+    root = write_cityscapes_raw(tmp_path / "raw", num_train=1, num_val=2, height=64, width=128)
+    torch.manual_seed(0)
+    model = ResNetPSP(CITYSCAPES3.tasks, width=4, layers=(1, 1, 1, 1), block="basic", bins=(1, 2))
+    dataset = CityscapesRawDataset(root, "val", image_size=(256, 512), label_downsample=8)
+    device = torch.device("cpu")
+    direct = evaluate_model(model, dataset, CITYSCAPES3, batch_size=2, device=device)
+    out = save_predictions(model, dataset, CITYSCAPES3, tmp_path / "pred", device)
+    scored = evaluate_predictions("cityscapes3", root, out)
+    assert set(scored) == set(direct)
+    for key in direct:
+        assert scored[key] == pytest.approx(direct[key], rel=1e-5, abs=1e-6), key

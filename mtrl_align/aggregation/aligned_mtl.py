@@ -48,7 +48,9 @@ def aligned_mtl_weights(
     elif scale_mode == "mean":
         scale = lam_kept.mean()
     else:
-        raise ValueError(f"unknown scale_mode {scale_mode!r}; choose from: {', '.join(SCALE_MODES)}")
+        raise ValueError(
+            f"unknown scale_mode {scale_mode!r}; choose from: {', '.join(SCALE_MODES)}"
+        )
     B = (V_kept * (scale / lam_kept).sqrt()) @ V_kept.T
     return B @ task_weights.to(torch.float64)
 

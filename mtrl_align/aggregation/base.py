@@ -117,8 +117,7 @@ class Aggregator:
         losses = torch.as_tensor(losses).detach().to(device=J.device)
         if losses.shape != (num_tasks,):
             raise ValueError(
-                f"losses must have shape [T] = [{num_tasks}] to match J, "
-                f"got {tuple(losses.shape)}"
+                f"losses must have shape [T] = [{num_tasks}] to match J, got {tuple(losses.shape)}"
             )
         if not bool(torch.isfinite(losses).all()):
             raise ValueError(f"losses must be finite, got {losses.tolist()}")

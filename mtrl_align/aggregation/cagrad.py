@@ -93,7 +93,7 @@ class CAGrad(WeightingAggregator):
             if not ok:
                 self.stats["solver_failures"] = self.stats.get("solver_failures", 0.0) + 1
                 warnings.warn(
-                    "cagrad: solution not certified optimal (duality gap too large); used it anyway "
+                    "cagrad: solution not certified optimal (duality gap too large), used anyway "
                     f"(failures so far: {int(self.stats['solver_failures'])})",
                     RuntimeWarning,
                     stacklevel=3,

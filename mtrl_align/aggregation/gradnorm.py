@@ -78,7 +78,9 @@ class GradNorm(WeightingAggregator):
 
     def _extra_state(self) -> dict[str, Any]:
         return {
-            "loss_weights": None if self.loss_weights is None else self.loss_weights.detach().clone(),
+            "loss_weights": None
+            if self.loss_weights is None
+            else self.loss_weights.detach().clone(),
             "initial_losses": self.initial_losses,
             "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
         }

@@ -66,6 +66,8 @@ class GradOPS(WeightingAggregator):
         if not bool(alive.any()):
             return torch.zeros_like(p)
         ratio = sq_norms / sq_norms[alive].mean()
-        trade = torch.where(alive, p * ratio.clamp(min=torch.finfo(torch.float64).tiny) ** self.alpha, 0.0)
+        trade = torch.where(
+            alive, p * ratio.clamp(min=torch.finfo(torch.float64).tiny) ** self.alpha, 0.0
+        )
         w = trade / trade.sum() * p[alive].sum()
         return C.T @ w

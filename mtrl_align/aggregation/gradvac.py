@@ -3,7 +3,8 @@ target instead of only removing conflicts.
 
 For task i and each other task j (random order), with phi = cos(g'_i, g_j) and the EMA target
 phi_hat_ij: if phi < phi_hat,
-    g'_i += |g'_i| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (|g_j| sqrt(1 - phi_hat^2)) g_j,
+    g'_i += |g'_i| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2))
+            / (|g_j| sqrt(1 - phi_hat^2)) g_j,
 then phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi. Applied to the whole shared-parameter
 vector (the paper also studies per-layer granularity). Like PCGrad, g'_i is tracked as
 coefficients over the rows of J using only the Gram matrix, all tasks at once.

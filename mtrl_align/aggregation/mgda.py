@@ -59,7 +59,9 @@ def min_norm_exact(G: np.ndarray, tol: float = 1e-12, max_iter: int = 1000) -> n
                 lam[active] = mu
                 break
             shrinking = mu <= tol
-            theta = np.min(current[shrinking] / np.maximum(current[shrinking] - mu[shrinking], 1e-300))
+            theta = np.min(
+                current[shrinking] / np.maximum(current[shrinking] - mu[shrinking], 1e-300)
+            )
             theta = float(np.clip(theta, 0.0, 1.0))
             new = current + theta * (mu - current)
             lam[:] = 0.0

@@ -36,7 +36,11 @@ from .base import WeightingAggregator
 
 
 def nash_newton(
-    G: np.ndarray, p: np.ndarray, tol: float = 1e-7, max_iter: int = 50, init: np.ndarray | None = None
+    G: np.ndarray,
+    p: np.ndarray,
+    tol: float = 1e-7,
+    max_iter: int = 50,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool, int]:
     """Solve alpha * (G alpha) = p, alpha > 0 by damped Newton on F; (alpha, converged, iters)."""
     num_tasks = G.shape[0]
@@ -44,7 +48,12 @@ def nash_newton(
     def objective(a: np.ndarray) -> float:
         return 0.5 * a @ G @ a - p @ np.log(a)
 
-    if init is not None and init.shape == (num_tasks,) and np.all(init > 0) and np.all(np.isfinite(init)):
+    if (
+        init is not None
+        and init.shape == (num_tasks,)
+        and np.all(init > 0)
+        and np.all(np.isfinite(init))
+    ):
         alpha = init.copy()
     else:
         quad = p @ G @ p
@@ -124,8 +133,10 @@ class NashMTL(WeightingAggregator):
             self.stats["reused"] += 1
             alpha = self._alpha
         else:
-            alpha = self._solve(gram.detach().to("cpu", torch.float64).numpy(),
-                                task_weights.detach().to("cpu", torch.float64).numpy())
+            alpha = self._solve(
+                gram.detach().to("cpu", torch.float64).numpy(),
+                task_weights.detach().to("cpu", torch.float64).numpy(),
+            )
         alpha_t = torch.from_numpy(alpha.copy()).to(gram.device)
         if self.max_norm > 0:
             norm = float(alpha_t @ gram.to(torch.float64) @ alpha_t) ** 0.5
@@ -171,4 +182,6 @@ class NashMTL(WeightingAggregator):
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.step = int(extra["step"])
-        self._alpha = None if extra["alpha"] is None else np.asarray(extra["alpha"], dtype=np.float64)
+        self._alpha = (
+            None if extra["alpha"] is None else np.asarray(extra["alpha"], dtype=np.float64)
+        )

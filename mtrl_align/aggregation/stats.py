@@ -1,4 +1,4 @@
-"""Stability metrics of a per-task gradient matrix J [T, n] (Aligned-MTL paper, Sec. 4 and supp.)."""
+"""Stability metrics of a per-task gradient matrix J [T, n] (Aligned-MTL paper, Sec. 4, supp.)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def gradient_stats(J: Tensor) -> dict[str, float]:
         prod = norms[i] * norms[j]
         sq = norms[i] ** 2 + norms[j] ** 2
         gms_pairs = torch.where(sq > 0, 2 * prod / sq.clamp(min=1e-300), torch.ones_like(sq))
-        cos_pairs = torch.where(prod > 0, gram[i, j] / prod.clamp(min=1e-300), torch.zeros_like(prod))
+        cos_pairs = torch.where(
+            prod > 0, gram[i, j] / prod.clamp(min=1e-300), torch.zeros_like(prod)
+        )
         gms = float(gms_pairs.min())
         min_cos = float(cos_pairs.clamp(-1.0, 1.0).min())
     big, small = float(norms.max()), float(norms.min())

@@ -1,4 +1,4 @@
-"""Linear scalarization: d = sum_t w_t g_t (w = pre-defined task weights, default 1 = summed loss)."""
+"""Linear scalarization: d = sum_t w_t g_t (w: pre-defined task weights, default 1 = sum)."""
 
 from __future__ import annotations
 

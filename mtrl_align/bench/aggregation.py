@@ -50,8 +50,9 @@ def make_critic() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _task_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor], task_index: Tensor,
-               critic: nn.Module) -> tuple[Tensor, Tensor]:
+def _task_loss(
+    params: dict[str, Tensor], batch: tuple[Tensor, Tensor], task_index: Tensor, critic: nn.Module
+) -> tuple[Tensor, Tensor]:
     inputs, targets = batch
     q = functional_call(critic, params, (inputs,)).squeeze(-1)
     loss = ((q - targets) ** 2).mean()
@@ -187,7 +188,10 @@ def _run(quick: bool) -> dict:
 
 
 def _print_table(results: dict, rows: list[str]) -> None:
-    print(f"{results['model']}, CPU threads={results['threads']}, medians over {results['rounds']} rounds")
+    print(
+        f"{results['model']}, CPU threads={results['threads']}, "
+        f"medians over {results['rounds']} rounds"
+    )
     print("ratio = median update time / median summed-loss update time; agg = aggregator alone")
     header = f"{'method':<16}" + "".join(
         f"{f'T={t} ' + col:>14}" for t in (10, 50) for col in ("ratio", "ms", "agg ms")
@@ -197,5 +201,9 @@ def _print_table(results: dict, rows: list[str]) -> None:
         cells = []
         for t in (10, 50):
             row = results[f"T={t}"][name]
-            cells += [f"{row['ratio']:>14.2f}", f"{row['median_ms']:>14.1f}", f"{row['agg_ms']:>14.2f}"]
+            cells += [
+                f"{row['ratio']:>14.2f}",
+                f"{row['median_ms']:>14.1f}",
+                f"{row['agg_ms']:>14.2f}",
+            ]
         print(f"{name:<16}" + "".join(cells))

@@ -18,9 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "overrides", nargs="*", help="dotted key=value overrides, e.g. train.total_env_steps=5000"
     )
-    train.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR"
-    )
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser(
@@ -47,7 +45,8 @@ def run_train(args: argparse.Namespace) -> int:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(
-                f"with --resume the config comes from the run directory; got extra argument {bad[0]!r}"
+                "with --resume the config comes from the run directory; "
+                f"got extra argument {bad[0]!r}"
             )
         saved = args.resume / "config.yaml"
         if not saved.is_file():
@@ -77,11 +76,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     result = evaluate_run(
-        args.run_dir, episodes_per_task=args.episodes, checkpoint=args.checkpoint, device=args.device
+        args.run_dir,
+        episodes_per_task=args.episodes,
+        checkpoint=args.checkpoint,
+        device=args.device,
     )
     returns = {name: sum(r) / len(r) for name, r in result.returns.items()}
     print(
-        f"{args.run_dir} ({args.checkpoint} checkpoint, {result.episodes_per_task} episodes per task)"
+        f"{args.run_dir} ({args.checkpoint} checkpoint, "
+        f"{result.episodes_per_task} episodes per task)"
     )
     print(format_success_table(result.success_rate, result.mean_success_rate, returns))
     if args.json is not None:

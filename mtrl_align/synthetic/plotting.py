@@ -72,13 +72,13 @@ def plot_synthetic(result: SyntheticResult, path: str | Path, title: str | None 
     ax_loss.set_xlabel(r"$\mathcal{L}_1$", fontsize=14)
     ax_loss.set_ylabel(r"$\mathcal{L}_2$", fontsize=14)
     ax_loss.spines[["top", "right"]].set_visible(False)
-    ax_loss.legend(loc="upper right", frameon=False)
+    ax_loss.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax_param.set_xlabel(r"$\theta_1$", fontsize=14)
     ax_param.set_ylabel(r"$\theta_2$", fontsize=14)
     ax_param.set_xlim(-10, 10)
     ax_param.set_ylim(-10, 10)
     ax_param.set_aspect("equal")
-    ax_param.legend(loc="upper right", fontsize=8)
+    ax_param.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     heading = title or (
         f"{result.method} (weighting: {result.weighting}), task weights ({a:g}, {1 - a:g}), "
         f"{result.steps} Adam steps, lr {result.lr:g}"

@@ -105,7 +105,9 @@ def load_run_checkpoint(
     state = load_checkpoint(path, expected={"format": FORMAT}, map_location=map_location)
     meta = state["meta"]
     if kind is not None and meta.get("kind") != kind:
-        raise CheckpointError(f"checkpoint '{path}' is a {meta.get('kind')!r} checkpoint, not {kind!r}")
+        raise CheckpointError(
+            f"checkpoint '{path}' is a {meta.get('kind')!r} checkpoint, not {kind!r}"
+        )
     if meta.get("tasks") != list(task_names):
         raise CheckpointError(
             f"checkpoint '{path}' is incompatible: it was trained on tasks {meta.get('tasks')}, "
@@ -114,7 +116,5 @@ def load_run_checkpoint(
     if meta.get("fingerprint") != config_fingerprint(config):
         differences = _config_differences(meta.get("config", {}), to_dict(config))
         shown = "; ".join(differences[:6]) or "config fingerprint differs"
-        raise CheckpointError(
-            f"checkpoint '{path}' was written with another config: {shown}"
-        )
+        raise CheckpointError(f"checkpoint '{path}' was written with another config: {shown}")
     return state

@@ -84,9 +84,7 @@ class TrainLogger:
         self._scalar("eval/mean_success", sum(success.values()) / len(success), step)
         self._scalar("eval/mean_return", sum(returns.values()) / len(returns), step)
 
-    def log_episodes(
-        self, step: int, finished: Mapping[str, tuple[float, bool]]
-    ) -> None:
+    def log_episodes(self, step: int, finished: Mapping[str, tuple[float, bool]]) -> None:
         """Training episodes that just ended: task -> (return, success)."""
         for name, (episode_return, success) in finished.items():
             self._scalar(f"train/episode_return/{name}", episode_return, step)
