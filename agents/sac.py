@@ -23,7 +23,7 @@ from torch import Tensor
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
 from agents.critic import TwinCritic
-from agents.gradients import NetworkGradients, NetworkStep
+from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from mtrl_align import aggregation
 from mtrl_align.config import AgentConfig, AggregationConfig
@@ -196,7 +196,7 @@ class MultiTaskSAC:
             if p.grad is not None
         ]
         grads.append(self.log_alpha.grad)
-        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        return all_finite(grads)
 
     def update(self, batch: Any, collect_stats: bool = False) -> UpdateResult:
         """One SAC update from a replay batch (``obs [T, B, o]``, ``actions``, ``rewards [T, B]``,

@@ -1,21 +1,25 @@
 """Vectorized stepping of Meta-World sub-environments, in-process or in a few worker processes.
 
-Both backends run gymnasium's ``SyncVectorEnv`` with autoreset *disabled*: the caller
-decides when a finished sub-environment is reset (so it can record the state an episode
-started from before the reset, see :mod:`envs.multitask_env`).
+Sub-environments are the gymnasium envs metaworld builds (see :mod:`envs.tasks`); they are
+stepped by a lean loop (:class:`SyncBackend`) that packs one step of all of them into a
+single float64 array, with autoreset left to the caller (so it can record the state an
+episode started from before resetting it, see :mod:`envs.multitask_env`).
 
 - :class:`SyncBackend`: every sub-environment in this process.
 - :class:`ProcessPoolBackend`: the sub-environments split into ``num_workers`` contiguous
-  chunks, one worker process per chunk, each stepping its chunk with a ``SyncVectorEnv``.
-  Using a handful of workers (default: one per CPU core) instead of one process per task
-  is what keeps MT50 usable on small machines: 50 MuJoCo processes on 2 cores cost ~8 GB
-  of memory and thrash the scheduler. Workers start with ``forkserver`` (no fork of a
-  process that already runs torch threads) and ignore SIGINT (the parent shuts them down).
+  chunks, one worker process per chunk, each running a :class:`SyncBackend` and sending
+  back one packed array per step. Using a handful of workers (default: one per CPU core)
+  instead of one process per task is what keeps MT50 usable on small machines: 50 MuJoCo
+  processes on 2 cores cost several GB of memory and thrash the scheduler. Workers start
+  with ``forkserver`` (no fork of a process that already runs torch threads; gymnasium,
+  metaworld and mujoco are imported once in the fork server) and ignore SIGINT (the
+  parent shuts them down).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import numbers
 import signal
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,42 +30,79 @@ import numpy as np
 
 EnvFactory = Callable[[], gym.Env]
 StepOutput = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+InfoLayout = tuple[str, ...]
 
 
-def _numeric_infos(infos: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Keep the per-env numeric entries of a gymnasium vector ``infos`` dict ([k] arrays)."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_") or not isinstance(value, np.ndarray) or value.dtype == object:
-            continue
-        out[key] = value
-    return out
+def unpack_step(packed: np.ndarray, info_keys: InfoLayout, obs_dim: int) -> StepOutput:
+    """Split a packed step [k, obs_dim + 3 + n_info] into obs, rewards, flags and infos.
+
+    Returns:
+        obs [k, obs_dim] float32, rewards [k] float64, terminated [k] bool,
+        truncated [k] bool, infos {key: [k] float64}.
+    """
+    obs = packed[:, :obs_dim].astype(np.float32)
+    rewards = packed[:, obs_dim].copy()
+    terminated = packed[:, obs_dim + 1] != 0
+    truncated = packed[:, obs_dim + 2] != 0
+    infos = {key: packed[:, obs_dim + 3 + i].copy() for i, key in enumerate(info_keys)}
+    return obs, rewards, terminated, truncated, infos
 
 
 class SyncBackend:
     """All sub-environments stepped one after another in this process.
+
+    The per-step info keys are those with scalar numeric values in the first step's info
+    of sub-env 0 (for Meta-World: success, near_object, grasp_success, grasp_reward,
+    in_place_reward, obj_to_target, unscaled_reward); a key another sub-env lacks reads NaN.
 
     Args:
         env_fns: one factory per sub-environment.
     """
 
     def __init__(self, env_fns: Sequence[EnvFactory]):
-        self._vec = gym.vector.SyncVectorEnv(
-            list(env_fns), autoreset_mode=gym.vector.AutoresetMode.DISABLED
-        )
-        self.num_envs = self._vec.num_envs
-        self.single_observation_space = self._vec.single_observation_space
-        self.single_action_space = self._vec.single_action_space
+        self.envs: list[gym.Env] = []
+        try:
+            for fn in env_fns:
+                self.envs.append(fn())
+        except BaseException:
+            self.close()
+            raise
+        if not self.envs:
+            raise ValueError("SyncBackend needs at least one environment factory")
+        self.num_envs = len(self.envs)
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.obs_dim = int(np.prod(self.single_observation_space.shape))
+        self.info_keys: InfoLayout | None = None
+        self._obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
 
     def reset(self, mask: np.ndarray) -> np.ndarray:
         """Reset the sub-envs where ``mask`` [k] is True; obs [k, obs_dim] (other rows stale)."""
-        obs, _ = self._vec.reset(options={"reset_mask": np.asarray(mask, dtype=bool)})
-        return obs
+        for i in np.flatnonzero(mask):
+            obs, _ = self.envs[i].reset()
+            self._obs[i] = obs
+        return self._obs.copy()
+
+    def step_packed(self, actions: np.ndarray) -> tuple[np.ndarray, InfoLayout]:
+        """Step every sub-env; one float64 array [k, obs_dim + 3 + n_info] and the info keys."""
+        d = self.obs_dim
+        packed = None
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            obs, reward, terminated, truncated, info = env.step(action)
+            if self.info_keys is None:
+                self.info_keys = tuple(
+                    k for k, v in info.items() if isinstance(v, numbers.Number | np.bool_)
+                )
+            if packed is None:
+                packed = np.empty((self.num_envs, d + 3 + len(self.info_keys)))
+            packed[i, :d] = obs
+            packed[i, d : d + 3] = (reward, terminated, truncated)
+            packed[i, d + 3 :] = [info.get(k, np.nan) for k in self.info_keys]
+        return packed, self.info_keys
 
     def step(self, actions: np.ndarray) -> StepOutput:
         """Step every sub-env: obs [k, o], rewards [k], terminated [k], truncated [k], infos."""
-        obs, rewards, terminated, truncated, infos = self._vec.step(actions)
-        return obs, rewards, terminated, truncated, _numeric_infos(infos)
+        return unpack_step(*self.step_packed(actions), self.obs_dim)
 
     def call(
         self,
@@ -81,32 +122,14 @@ class SyncBackend:
             args_per_env = [()] * len(indices)
         results = []
         for index, args in zip(indices, args_per_env, strict=True):
-            target = self._vec.envs[index].get_wrapper_attr(name)
+            target = self.envs[index].get_wrapper_attr(name)
             results.append(target(*args) if callable(target) else target)
         return results
 
     def close(self) -> None:
-        self._vec.close()
-
-
-def _pack_step(output: StepOutput) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
-    """One float64 array [k, obs_dim + 3 + n_info] plus (key, dtype) pairs: a cheap message."""
-    obs, rewards, terminated, truncated, infos = output
-    columns = [obs, rewards[:, None], terminated[:, None], truncated[:, None]]
-    columns += [infos[key][:, None] for key in infos]
-    layout = tuple((key, value.dtype.str) for key, value in infos.items())
-    return np.concatenate(columns, axis=1, dtype=np.float64), layout
-
-
-def _unpack_step(
-    packed: np.ndarray, layout: tuple[tuple[str, str], ...], obs_dim: int, obs_dtype: np.dtype
-) -> StepOutput:
-    obs = packed[:, :obs_dim].astype(obs_dtype)
-    rewards = packed[:, obs_dim].copy()
-    terminated = packed[:, obs_dim + 1] != 0
-    truncated = packed[:, obs_dim + 2] != 0
-    infos = {key: packed[:, obs_dim + 3 + i].astype(dtype) for i, (key, dtype) in enumerate(layout)}
-    return obs, rewards, terminated, truncated, infos
+        for env in self.envs:
+            env.close()
+        self.envs = []
 
 
 def _worker_main(conn: Any, env_fns: Sequence[EnvFactory]) -> None:
@@ -126,7 +149,7 @@ def _worker_main(conn: Any, env_fns: Sequence[EnvFactory]) -> None:
             break
         try:
             if command == "step":
-                result = _pack_step(backend.step(payload))
+                result = backend.step_packed(payload)
             elif command == "reset":
                 result = backend.reset(payload)
             elif command == "call":
@@ -251,11 +274,10 @@ class ProcessPoolBackend:
         """Step every sub-environment in parallel (same outputs as :meth:`SyncBackend.step`)."""
         for w, chunk in enumerate(self.chunks):
             self._send(w, "step", actions[chunk[0] : chunk[-1] + 1])
-        obs_dim = self.single_observation_space.shape[0]
-        obs_dtype = self.single_observation_space.dtype
+        obs_dim = int(np.prod(self.single_observation_space.shape))
         parts = [
-            _unpack_step(packed, layout, obs_dim, obs_dtype)
-            for packed, layout in self._receive_all(range(len(self.chunks)))
+            unpack_step(packed, keys, obs_dim)
+            for packed, keys in self._receive_all(range(len(self.chunks)))
         ]
         obs, rewards, terminated, truncated = (
             np.concatenate([p[i] for p in parts]) for i in range(4)

@@ -77,6 +77,8 @@ def jacobian_from_losses(
     params = list(params)
     if not params:
         raise ValueError("params is empty; pass the shared parameters to differentiate")
+    if not losses.requires_grad:
+        raise ValueError("losses do not require grad; compute them from the parameters first")
     if check_finite:
         check_finite_losses(losses)
     num_tasks = losses.numel()

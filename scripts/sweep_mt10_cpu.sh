@@ -11,5 +11,6 @@ python -m mtrl_align.cli sweep configs/mt10_demo.yaml --seeds 0:3 \
   train.total_env_steps=20000 eval.every_env_steps=2000 eval.episodes_per_task=10 \
   "cagrad:aggregation.options.c=0.9" "$@"
 status=$?
+case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 python -m mtrl_align.cli report "$OUT" --metric final || exit $?
 exit $status

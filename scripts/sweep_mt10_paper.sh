@@ -12,6 +12,7 @@ METHODS=uniform,aligned-mtl,aligned-mtl-ub,pcgrad,cagrad,nash-mtl,imtl-g,mgda,mg
 python -m mtrl_align.cli sweep configs/mt10_aligned_mtl_paper.yaml --seeds 0:10 \
   --methods "$METHODS" --out "$OUT" "cagrad:aggregation.options.c=0.9" "$@"
 status=$?  # 1 when some runs failed: report the finished ones anyway
+case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 python -m mtrl_align.cli report "$OUT" --metric best --out "$OUT/report_best" || exit $?
 python -m mtrl_align.cli report "$OUT" --metric final --out "$OUT/report_final" || exit $?
 exit $status

@@ -40,8 +40,14 @@ def _job(args: tuple[str, str, float, int, float, str]):
     starts, weights = problem_grid(PAPER_STARTS, [weight])
     began = time.perf_counter()
     result = run_synthetic(
-        method, starts, weights, steps=steps, lr=lr, weighting=weighting,
-        dtype=getattr(torch, dtype), record_every=max(1, steps // 350),
+        method,
+        starts,
+        weights,
+        steps=steps,
+        lr=lr,
+        weighting=weighting,
+        dtype=getattr(torch, dtype),
+        record_every=max(1, steps // 350),
     )
     return result, time.perf_counter() - began
 
@@ -93,21 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         judged = judge_runs(result)
         verdicts.extend(judged)
         for index, verdict in enumerate(judged):
-            optimum_value = float(result.final_losses[index] @ np.array(
-                [verdict.weight, 1 - verdict.weight])) - verdict.value_gap
+            optimum_value = (
+                float(result.final_losses[index] @ np.array([verdict.weight, 1 - verdict.weight]))
+                - verdict.value_gap
+            )
             arrivals.append(arrival_step(result, index, optimum_value, 1e-3))
     print(format_verdicts(verdicts))
     print()
     print(summarize_verdicts(verdicts))
-    at_opt = [s for v, s in zip(verdicts, arrivals) if v.at_optimum and s is not None]
+    at_opt = [s for v, s in zip(verdicts, arrivals, strict=True) if v.at_optimum and s is not None]
     if at_opt:
-        print(f"\nsteps until L0 stays within 1e-3 of the optimum (runs at the optimum): "
-              f"median {int(np.median(at_opt))}, max {max(at_opt)}")
+        print(
+            f"\nsteps until L0 stays within 1e-3 of the optimum (runs at the optimum): "
+            f"median {int(np.median(at_opt))}, max {max(at_opt)}"
+        )
     print(f"wall time {time.perf_counter() - began:.0f} s")
     if args.json is not None:
         payload = {
-            "steps": args.steps, "lr": args.lr, "dtype": args.dtype,
-            "runs": [dict(v.to_dict(), arrival_step=s) for v, s in zip(verdicts, arrivals)],
+            "steps": args.steps,
+            "lr": args.lr,
+            "dtype": args.dtype,
+            "runs": [
+                dict(v.to_dict(), arrival_step=s) for v, s in zip(verdicts, arrivals, strict=True)
+            ],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1))

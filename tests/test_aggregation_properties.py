@@ -200,5 +200,8 @@ def test_gradient_stats_against_direct_formulas():
     assert stats["gms"] == pytest.approx(float(gms), rel=1e-9)
     assert stats["min_cos"] == pytest.approx(float(min(cos[i, j] for i, j in pairs)), rel=1e-9)
     assert stats["max_norm_ratio"] == pytest.approx(float(norms.max() / norms.min()), rel=1e-9)
+    agg = aggregation.make("aligned-mtl")
+    agg(J)
+    assert aggregation.gradient_stats_from_gram(agg.last_gram) == pytest.approx(stats)
     J[2] = J[0] + J[1]
     assert aggregation.gradient_stats(J)["kappa"] == math.inf

@@ -154,5 +154,7 @@ def test_bad_inputs_raise_clear_errors(setup):
         flatten_task_gradients({"a": torch.zeros(T, 2)}, ["a", "b"])
     with pytest.raises(ValueError, match="shape"):
         jacobian_from_losses(torch.zeros(2, 2, requires_grad=True), [params["head_b"]])
+    with pytest.raises(ValueError, match="do not require grad"):
+        jacobian_from_losses(torch.zeros(2), [params["head_b"]])
     with pytest.raises(ValueError, match=r"per-task gradient of 'head_b'"):
         write_task_specific_gradients({"head_b": torch.zeros(T, 7)}, {"head_b": params["head_b"]})

@@ -133,8 +133,15 @@ def _independent_adam(theta0: torch.Tensor, weight: torch.Tensor, steps: int, lr
 
 def test_zero_transfer_equals_independent_runs():
     problem = SyntheticProblem()
-    config = MT2OConfig(subproblems=5, steps=60, lr=0.05, transfer_weight=0.0,
-                        init="independent", seed=3, eval_every=20)
+    config = MT2OConfig(
+        subproblems=5,
+        steps=60,
+        lr=0.05,
+        transfer_weight=0.0,
+        init="independent",
+        seed=3,
+        eval_every=20,
+    )
     result = run_mt2o(problem, config)
     gen = torch.Generator().manual_seed(config.seed)
     starts = [problem.build_model(gen).theta.detach() for _ in range(5)]
@@ -146,9 +153,18 @@ def test_zero_transfer_equals_independent_runs():
 
 def test_sgd_with_transfer_follows_the_mtgd_recursion():
     problem = LinearTwoTargets()
-    config = MT2OConfig(subproblems=4, steps=15, lr=0.05, optimizer="sgd", transfer_weight=0.5,
-                        neighbours=1, init="independent", seed=1, eval_every=5,
-                        transfer_horizon=10)
+    config = MT2OConfig(
+        subproblems=4,
+        steps=15,
+        lr=0.05,
+        optimizer="sgd",
+        transfer_weight=0.5,
+        neighbours=1,
+        init="independent",
+        seed=1,
+        eval_every=5,
+        transfer_horizon=10,
+    )
     result = run_mt2o(problem, config)
 
     # independent re-implementation: theta^{t+1} = S^t theta^t - lr * grad_i(theta_i^t)
@@ -179,8 +195,9 @@ def test_sgd_with_transfer_follows_the_mtgd_recursion():
 
 def test_vmap_and_loop_give_the_same_run():
     problem = LinearTwoTargets()
-    config = MT2OConfig(subproblems=3, steps=20, lr=0.02, transfer_weight=0.3, seed=2,
-                        eval_every=10)
+    config = MT2OConfig(
+        subproblems=3, steps=20, lr=0.02, transfer_weight=0.3, seed=2, eval_every=10
+    )
     fast = run_mt2o(problem, replace(config, vectorize=True))
     slow = run_mt2o(problem, replace(config, vectorize=False))
     for name in fast.state:
@@ -190,8 +207,7 @@ def test_vmap_and_loop_give_the_same_run():
 
 def test_same_seed_same_result_and_hypervolume_consistent():
     problem = make_problem("synthetic")
-    config = MT2OConfig(subproblems=6, steps=40, lr=0.1, transfer_weight=0.2, seed=5,
-                        eval_every=10)
+    config = MT2OConfig(subproblems=6, steps=40, lr=0.1, transfer_weight=0.2, seed=5, eval_every=10)
     first, second = run_mt2o(problem, config), run_mt2o(problem, config)
     np.testing.assert_array_equal(first.hypervolume, second.hypervolume)
     assert first.eval_steps.tolist() == [0, 10, 20, 30, 40]
@@ -199,15 +215,24 @@ def test_same_seed_same_result_and_hypervolume_consistent():
         assert first.hypervolume[k] == pytest.approx(hypervolume(losses, np.zeros(2)))
     # evaluated losses are the objective at the stored parameters
     torch.testing.assert_close(
-        torch.as_tensor(first.final_losses).float(), synthetic_losses(first.state["theta"]),
-        rtol=1e-6, atol=1e-6,
+        torch.as_tensor(first.final_losses).float(),
+        synthetic_losses(first.state["theta"]),
+        rtol=1e-6,
+        atol=1e-6,
     )
 
 
 def test_transfer_changes_the_run_and_comparison_reports_steps():
     problem = make_problem("synthetic")
-    config = MT2OConfig(subproblems=5, steps=60, lr=0.2, transfer_weight=0.3, seed=0,
-                        init="independent", eval_every=5)
+    config = MT2OConfig(
+        subproblems=5,
+        steps=60,
+        lr=0.2,
+        transfer_weight=0.3,
+        seed=0,
+        init="independent",
+        eval_every=5,
+    )
     comparison = compare_with_baseline(problem, config)
     assert not np.allclose(comparison.mt2o.state["theta"], comparison.baseline.state["theta"])
     reached = comparison.steps_to_target()

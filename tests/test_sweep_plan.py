@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from mtrl_align.config_io import to_dict
 from mtrl_align.sweep.launch import train_command
 from mtrl_align.sweep.local_backend import pool_size
 from mtrl_align.sweep.plan import parse_methods, parse_seeds, plan_sweep, split_overrides
-from mtrl_align.sweep.runner import check_specs, resolve_run_config
+from mtrl_align.sweep.runner import check_specs, resolve_run_config, run_sweep
 from mtrl_align.sweep.state import Action, RunState, RunStatus, decide_action, read_status
 
 
@@ -204,3 +206,34 @@ def test_cli_accepts_overrides_between_options(config_file):
     )
     assert args.overrides == ["a.b=1", "c=2"]
     assert args.seeds == "0:2" and args.methods == "x,y" and args.backend == "local"
+
+
+def test_run_of_a_live_submitit_job_is_left_alone(config_file, tmp_path):
+    out = tmp_path / "out"
+    (spec,) = plan_sweep(config_file, [0], ["uniform"], out)
+    _write_status(spec.run_dir, "running", checkpoint=True)  # looks interrupted on disk ...
+    (out / "submitit").mkdir()
+    jobs = {spec.name: {"job_id": str(os.getpid()), "cluster": "local"}}  # ... but its job lives
+    (out / "submitit" / "jobs.json").write_text(json.dumps(jobs))
+    printed = io.StringIO()
+    summary = run_sweep([spec], out, stream=printed)
+    (outcome,) = summary.outcomes
+    assert (outcome.action, outcome.state) == ("skip", "active")
+    assert f"still running as job {os.getpid()}" in printed.getvalue()
+
+
+def test_run_that_crashed_before_writing_anything_stays_listed(config_file, tmp_path):
+    out = tmp_path / "out"
+    (spec,) = plan_sweep(config_file, [0], ["uniform"], out)
+    out.mkdir()
+    earlier = {"runs": [{"name": spec.name, "state": "failed", "error": "bad option 'x'"}]}
+    (out / "sweep_summary.json").write_text(json.dumps(earlier))
+    printed = io.StringIO()
+    summary = run_sweep([spec], out, stream=printed)
+    (outcome,) = summary.outcomes
+    assert (outcome.action, outcome.state, outcome.error) == ("skip", "failed", "bad option 'x'")
+    assert (
+        "failed before, not rerun (--retry-failed reruns it): bad option 'x'" in printed.getvalue()
+    )
+    # the summary written now still knows it, so the next sweep lists it too
+    assert json.loads((out / "sweep_summary.json").read_text())["runs"][0]["state"] == "failed"

@@ -17,7 +17,7 @@ import inspect
 from typing import Any
 
 from .base import Aggregator, WeightingAggregator, gram_matrix
-from .stats import gradient_stats
+from .stats import gradient_stats, gradient_stats_from_gram
 
 __all__ = [
     "Aggregator",
@@ -25,6 +25,7 @@ __all__ = [
     "available",
     "make",
     "gradient_stats",
+    "gradient_stats_from_gram",
     "gram_matrix",
 ]
 

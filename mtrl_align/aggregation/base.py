@@ -145,8 +145,12 @@ class Aggregator:
 class WeightingAggregator(Aggregator):
     """An aggregator whose direction is ``J^T alpha`` with weights ``alpha`` [T] from the Gram.
 
-    Subclasses implement :meth:`weights`; G = J J^T is computed once (one [T, n] x [n, T] matmul).
+    Subclasses implement :meth:`weights`; G = J J^T is computed once (one [T, n] x [n, T] matmul)
+    and kept as ``last_gram`` [T, T] (pass it to ``gradient_stats_from_gram`` to log the
+    stability metrics without recomputing it; methods that skip the Gram leave it None).
     """
+
+    last_gram: Tensor | None = None
 
     def weights(self, gram: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         """Task weights alpha [T] from the Gram matrix [T, T]."""
@@ -155,6 +159,7 @@ class WeightingAggregator(Aggregator):
     def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         gram = gram_matrix(J)
         finite_or_raise(gram)
+        self.last_gram = gram
         alpha = self.weights(gram, losses, task_weights).to(J.dtype)
         self.last_weights = alpha.detach()
         return alpha @ J

@@ -26,8 +26,20 @@ def gradient_stats(J: Tensor) -> dict[str, float]:
     """
     if J.dim() != 2 or J.shape[0] == 0:
         raise ValueError(f"J must have shape [T, n] with T >= 1, got {tuple(J.shape)}")
-    eps = torch.finfo(J.dtype).eps if J.is_floating_point() else torch.finfo(torch.float64).eps
-    gram = gram_matrix(J.detach()).to(torch.float64)
+    if not J.is_floating_point():
+        J = J.to(torch.float64)
+    return gradient_stats_from_gram(gram_matrix(J.detach()), torch.finfo(J.dtype).eps)
+
+
+def gradient_stats_from_gram(gram: Tensor, eps: float | None = None) -> dict[str, float]:
+    """:func:`gradient_stats` from a Gram matrix G = J J^T [T, T] (e.g. ``agg.last_gram``, so
+    the O(T^2 n) product is not recomputed). ``eps``: machine epsilon of J's dtype (default:
+    that of ``gram``), used for the rank decision of ``kappa``."""
+    if gram.dim() != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] == 0:
+        raise ValueError(f"gram must have shape [T, T] with T >= 1, got {tuple(gram.shape)}")
+    if eps is None:
+        eps = torch.finfo(gram.dtype).eps
+    gram = gram.detach().to(torch.float64)
     if not bool(torch.isfinite(gram).all()):
         raise ValueError("J contains NaN or inf; gradient_stats needs finite gradients")
     num_tasks = gram.shape[0]

@@ -19,34 +19,60 @@ transfer between neighbours, against the same subproblems without transfer."""
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``synthetic`` and ``mt2o`` sub-commands."""
-    syn = subparsers.add_parser("synthetic", help="synthetic two-task benchmark",
-                                description=SYNTHETIC_HELP)
+    syn = subparsers.add_parser(
+        "synthetic", help="synthetic two-task benchmark", description=SYNTHETIC_HELP
+    )
     syn.add_argument("--method", default="aligned-mtl", help="aggregator (default aligned-mtl)")
-    syn.add_argument("--init", default=None, metavar="X,Y",
-                     help="start point; default: the paper's five starts")
-    syn.add_argument("--task-weights", default="0.5,0.5", metavar="A,B",
-                     help="task weights (A, B); the target is the minimizer of A*L1 + B*L2")
+    syn.add_argument(
+        "--init", default=None, metavar="X,Y", help="start point; default: the paper's five starts"
+    )
+    syn.add_argument(
+        "--task-weights",
+        default="0.5,0.5",
+        metavar="A,B",
+        help="task weights (A, B); the target is the minimizer of A*L1 + B*L2",
+    )
     syn.add_argument("--steps", type=int, default=35_000, help="Adam steps (paper: 35000)")
     syn.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-3)")
-    syn.add_argument("--weighting", choices=("losses", "aggregator"), default="losses",
-                     help="how task weights enter: scale the losses (papers' scripts, default) "
-                     "or pass w to the aggregator")
+    syn.add_argument(
+        "--weighting",
+        choices=("losses", "aggregator"),
+        default="losses",
+        help="how task weights enter: scale the losses (papers' scripts, default) "
+        "or pass w to the aggregator",
+    )
     syn.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     syn.add_argument("--json", type=Path, default=None, help="write final points + trajectories")
     syn.add_argument("--plot", type=Path, default=None, help="draw trajectories (PNG/PDF)")
     syn.set_defaults(func=run_synthetic_command)
 
-    mt2o = subparsers.add_parser("mt2o", help="MT2O multi-task optimization with hypervolume",
-                                 description=MT2O_HELP)
+    mt2o = subparsers.add_parser(
+        "mt2o", help="MT2O multi-task optimization with hypervolume", description=MT2O_HELP
+    )
     mt2o.add_argument("--problem", default="synthetic", help="problem name (default synthetic)")
     mt2o.add_argument("--subproblems", type=int, default=10, help="N weight vectors")
     mt2o.add_argument("--steps", type=int, default=1000, help="optimizer steps")
     mt2o.add_argument("--lr", type=float, default=1e-2)
-    mt2o.add_argument("--transfer-weight", type=float, default=0.2,
-                      help="initial transfer weight gamma_0 (decays to 0)")
+    mt2o.add_argument(
+        "--transfer-weight",
+        type=float,
+        default=0.2,
+        help="initial transfer weight gamma_0 (decays to 0)",
+    )
     mt2o.add_argument("--neighbours", type=int, default=2)
-    mt2o.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="problem option (repeatable), e.g. --option root=data/nyuv2")
+    mt2o.add_argument(
+        "--init",
+        choices=("shared", "independent"),
+        default="shared",
+        help="all copies start from one model (default) or from N draws",
+    )
+    mt2o.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="problem option (repeatable), e.g. --option root=data/nyuv2",
+    )
     mt2o.add_argument("--seed", type=int, default=0)
     mt2o.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     mt2o.add_argument("--json", type=Path, default=None, help="write both hypervolume curves")
@@ -143,7 +169,8 @@ def run_mt2o_command(args: argparse.Namespace) -> int:
 
     if args.transfer_weight <= 0:
         raise ValueError(
-            f"--transfer-weight must be > 0 (the baseline is run with 0), got {args.transfer_weight}"
+            "--transfer-weight must be > 0 (the baseline is run with 0), "
+            f"got {args.transfer_weight}"
         )
     problem = make_problem(args.problem, **_parse_options(args.option))
     config = MT2OConfig(
@@ -152,6 +179,7 @@ def run_mt2o_command(args: argparse.Namespace) -> int:
         lr=args.lr,
         transfer_weight=args.transfer_weight,
         neighbours=args.neighbours,
+        init=args.init,
         seed=args.seed,
         device=args.device,
     )
@@ -161,12 +189,14 @@ def run_mt2o_command(args: argparse.Namespace) -> int:
         f"MT2O on {problem.name!r}: {config.subproblems} subproblems, {config.steps} steps, "
         f"{config.optimizer} lr {config.lr:g}, transfer {config.transfer_weight:g} "
         f"({config.transfer_decay} to 0 at step {config.horizon}, {config.neighbours} neighbours), "
-        f"reference point {tuple(problem.reference_point)}"
+        f"{config.init} init, reference point {tuple(problem.reference_point)}"
     )
     print(_curve_summary("MT2O", comparison.mt2o))
     print(_curve_summary("baseline", comparison.baseline))
-    print(f"final hypervolume: MT2O {comparison.mt2o.hypervolume[-1]:.6g}, "
-          f"baseline {comparison.target:.6g}")
+    print(
+        f"final hypervolume: MT2O {comparison.mt2o.hypervolume[-1]:.6g}, "
+        f"baseline {comparison.target:.6g}"
+    )
     for fraction in TARGET_FRACTIONS:
         reached = comparison.steps_to_target(fraction)
         print(

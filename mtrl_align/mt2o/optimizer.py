@@ -244,9 +244,7 @@ def run_mt2o(
 
     base.train()
     for step in range(config.steps + 1):
-        gamma = transfer_weight(
-            step, config.transfer_weight, config.transfer_decay, config.horizon
-        )
+        gamma = transfer_weight(step, config.transfer_weight, config.transfer_decay, config.horizon)
         if step % eval_every == 0 or step == config.steps:
             evaluate(step, gamma)
         if step == config.steps:

@@ -20,10 +20,16 @@ def plot_comparison(comparison: Comparison, path: str | Path, title: str | None 
     mt2o, baseline = comparison.mt2o, comparison.baseline
     fig, (ax_hv, ax_front) = plt.subplots(1, 2, figsize=(12, 5))
     ax_hv.plot(mt2o.eval_steps, mt2o.hypervolume, lw=2, color="tab:red", label="MT2O (transfer)")
-    ax_hv.plot(baseline.eval_steps, baseline.hypervolume, lw=2, color="tab:blue",
-               label="baseline (no transfer)")
-    ax_hv.axhline(comparison.target, ls="--", color="gray", lw=1,
-                  label="baseline final hypervolume")
+    ax_hv.plot(
+        baseline.eval_steps,
+        baseline.hypervolume,
+        lw=2,
+        color="tab:blue",
+        label="baseline (no transfer)",
+    )
+    ax_hv.axhline(
+        comparison.target, ls="--", color="gray", lw=1, label="baseline final hypervolume"
+    )
     reached = comparison.steps_to_target()
     for key, color in (("mt2o", "tab:red"), ("baseline", "tab:blue")):
         if reached[key] is not None:

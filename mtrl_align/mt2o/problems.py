@@ -176,8 +176,14 @@ def check_problem(problem: Any) -> None:
     missing = [
         attr
         for attr in (
-            "name", "task_names", "reference_point", "supports_vmap",
-            "build_model", "train_batch", "task_losses", "evaluate",
+            "name",
+            "task_names",
+            "reference_point",
+            "supports_vmap",
+            "build_model",
+            "train_batch",
+            "task_losses",
+            "evaluate",
         )
         if not hasattr(problem, attr)
     ]

@@ -88,4 +88,3 @@ def transfer_weight(step: int, initial: float, decay: str, horizon: int) -> floa
     if decay == "linear":
         return initial * max(0.0, 1.0 - step / horizon)
     return initial * 0.5 ** (step / horizon)
-

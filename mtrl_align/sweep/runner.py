@@ -29,6 +29,8 @@ BACKENDS = ("local", "submitit", "ray")
 SUMMARY_FILE = "sweep_summary.json"
 LOCK_FILE = ".sweep.lock"
 LOG_LINES_IN_SUMMARY = 6
+SUBMITIT_FOLDER = "submitit"
+ACTIVE = "active"  # outcome state of a run whose cluster job is still pending or running
 # Keys that may differ between the planned config and a run's saved config.
 _KEYS_FREE_ON_RESUME = (
     "device",
@@ -212,6 +214,13 @@ def run_sweep(
             status = RunStatus(RunState.FAILED, error=earlier_failures[spec.name])
         statuses[spec.name] = status
     actions = {name: decide_action(s, retry_failed) for name, s in statuses.items()}
+    active = _active_jobs(sweep_dir)
+    for spec in specs:
+        if spec.name in active and actions[spec.name] is not Action.SKIP:
+            print(
+                f"  {spec.name}: still running as job {active[spec.name]}, left alone", file=stream
+            )
+            actions[spec.name] = Action.SKIP
     to_run = [spec for spec in specs if actions[spec.name] is not Action.SKIP]
     counts = {a.value: sum(1 for x in actions.values() if x is a) for a in Action}
     print(
@@ -246,15 +255,25 @@ def run_sweep(
                     spec.name,
                     str(spec.run_dir),
                     Action.SKIP.value,
-                    status.state.value,
-                    error=status.error,
+                    ACTIVE if spec.name in active else status.state.value,
+                    error=None if spec.name in active else status.error,
                     env_steps=status.env_steps,
+                    extra={"job_id": active[spec.name]} if spec.name in active else {},
                 )
             )
     summary = SweepSummary(outcomes, sweep_dir)
     _write_summary(summary)
     _print_summary(summary, stream)
     return summary
+
+
+def _active_jobs(sweep_dir: Path) -> dict[str, str]:
+    """Runs of this sweep whose submitit job is still pending or running."""
+    if not (sweep_dir / SUBMITIT_FOLDER).is_dir():
+        return {}
+    from mtrl_align.sweep.submitit_backend import active_jobs
+
+    return active_jobs(sweep_dir / SUBMITIT_FOLDER)
 
 
 def _earlier_failures(sweep_dir: Path) -> dict[str, str]:
@@ -291,7 +310,7 @@ def _dispatch(
     if backend == "submitit":
         from mtrl_align.sweep.submitit_backend import run_submitit
 
-        options = {"folder": sweep_dir / "submitit", **options}
+        options = {"folder": sweep_dir / SUBMITIT_FOLDER, **options}
         return run_submitit(specs, retry_failed=retry_failed, on_outcome=progress, **options)
     from mtrl_align.sweep.ray_backend import run_ray
 

@@ -8,6 +8,8 @@ times out is requeued by submitit and resumes from the run's latest checkpoint. 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +50,64 @@ class SlurmOptions:
     array_parallelism: int = 64
     max_requeues: int = 3
     extra: dict | None = None
+
+
+JOBS_FILE = "jobs.json"
+_ACTIVE_SLURM_STATES = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "RESIZING",
+    "SUSPENDED",
+}
+
+
+def record_jobs(folder: str | Path, cluster: str, job_ids: dict[str, str]) -> None:
+    """Remember which job runs which run (``folder/jobs.json``), for :func:`active_jobs`."""
+    path = Path(folder) / JOBS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known.update({name: {"job_id": job_id, "cluster": cluster} for name, job_id in job_ids.items()})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=1))
+    os.replace(tmp, path)
+
+
+def active_jobs(folder: str | Path) -> dict[str, str]:
+    """Run name -> job id of the runs whose submitted job is still pending or running.
+
+    A sweep started again while its jobs still run must not submit those runs a second
+    time (two trainings writing one run directory). SLURM jobs are asked through submitit
+    (``sacct``); jobs of submitit's local executor are checked by process id.
+    """
+    path = Path(folder) / JOBS_FILE
+    if not path.is_file() or submitit is None:
+        return {}
+    active = {}
+    for name, info in json.loads(path.read_text()).items():
+        job_id, cluster = str(info["job_id"]), info.get("cluster")
+        if cluster == "slurm":
+            state = submitit.SlurmJob(folder=Path(folder), job_id=job_id).state
+            alive = state.split()[0] in _ACTIVE_SLURM_STATES if state else False
+        elif cluster == "local":
+            alive = _pid_alive(int(job_id)) if job_id.isdigit() else False
+        else:
+            alive = False
+        if alive:
+            active[name] = job_id
+    return active
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SweepTask(Checkpointable):
@@ -129,6 +189,9 @@ def run_submitit(
     executor = make_executor(folder, options, cluster)
     task = SweepTask(retry_failed, threads=options.cpus_per_run)
     jobs = executor.map_array(task, list(specs))
+    record_jobs(
+        folder, executor.cluster, {s.name: j.job_id for s, j in zip(specs, jobs, strict=True)}
+    )
     if not wait:
         return [
             RunOutcome(

@@ -25,8 +25,10 @@ FRONT_COLOR = "#72727A"
 
 def _pareto_set(num_points: int = 41) -> np.ndarray:
     return np.array(
-        [weighted_optimum(a, grid_points=401, candidates=2).theta
-         for a in np.linspace(0.0, 1.0, num_points)]
+        [
+            weighted_optimum(a, grid_points=401, candidates=2).theta
+            for a in np.linspace(0.0, 1.0, num_points)
+        ]
     )
 
 
@@ -43,32 +45,51 @@ def plot_synthetic(result: SyntheticResult, path: str | Path, title: str | None 
 
     fig, (ax_loss, ax_param) = plt.subplots(1, 2, figsize=(12, 5.2))
     front = pareto_front()
-    ax_loss.plot(front[:, 0], front[:, 1], "-", lw=8, color=FRONT_COLOR, label="Pareto front",
-                 zorder=1, solid_capstyle="round")
+    ax_loss.plot(
+        front[:, 0],
+        front[:, 1],
+        "-",
+        lw=8,
+        color=FRONT_COLOR,
+        label="Pareto front",
+        zorder=1,
+        solid_capstyle="round",
+    )
 
     axis = np.linspace(-10, 10, 300)
     grid_x, grid_y = np.meshgrid(axis, axis)
     grid_losses = synthetic_losses_numpy(np.stack((grid_x, grid_y), axis=-1))
     total = grid_losses @ np.array([a, 1.0 - a])
     contours = ax_param.contourf(grid_x, grid_y, total, levels=30, cmap="viridis", alpha=0.85)
-    fig.colorbar(contours, ax=ax_param, shrink=0.85, label=r"$a\,\mathcal{L}_1+(1-a)\,\mathcal{L}_2$")
+    fig.colorbar(
+        contours, ax=ax_param, shrink=0.85, label=r"$a\,\mathcal{L}_1+(1-a)\,\mathcal{L}_2$"
+    )
     pareto_set = _pareto_set()
-    ax_param.plot(pareto_set[:, 0], pareto_set[:, 1], "-", lw=6, color=FRONT_COLOR,
-                  label="Pareto set", zorder=2)
+    ax_param.plot(
+        pareto_set[:, 0],
+        pareto_set[:, 1],
+        "-",
+        lw=6,
+        color=FRONT_COLOR,
+        label="Pareto set",
+        zorder=2,
+    )
 
     for run in range(result.trajectory.shape[0]):
         colors = matplotlib.cm.magma_r(np.linspace(0.1, 0.6, result.trajectory.shape[1]))
         losses, path_theta = result.trajectory_losses[run], result.trajectory[run]
         ax_loss.scatter(losses[:, 0], losses[:, 1], color=colors, s=5, zorder=3, rasterized=True)
-        ax_param.scatter(path_theta[:, 0], path_theta[:, 1], color=colors, s=5, zorder=3,
-                         rasterized=True)
+        ax_param.scatter(
+            path_theta[:, 0], path_theta[:, 1], color=colors, s=5, zorder=3, rasterized=True
+        )
         label = "initial point" if run == 0 else None
         ax_loss.scatter(*losses[0], color="k", s=90, zorder=5, label=label)
         ax_param.scatter(*path_theta[0], color="k", s=90, zorder=5, label=label)
 
     ax_loss.scatter(*optimum.losses, marker="*", color="k", s=400, zorder=6, label="optimum")
-    ax_param.scatter(*optimum.theta, marker="*", color="w", edgecolors="k", s=400, zorder=6,
-                     label="optimum")
+    ax_param.scatter(
+        *optimum.theta, marker="*", color="w", edgecolors="k", s=400, zorder=6, label="optimum"
+    )
     ax_loss.set_xlabel(r"$\mathcal{L}_1$", fontsize=14)
     ax_loss.set_ylabel(r"$\mathcal{L}_2$", fontsize=14)
     ax_loss.spines[["top", "right"]].set_visible(False)

@@ -17,6 +17,7 @@ How the task weights (a, 1 - a) enter (``weighting``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,30 +173,41 @@ def run_synthetic(
     path: list[torch.Tensor] = []
     path_losses: list[torch.Tensor] = []
     directions = torch.empty_like(theta)
-    for step in range(steps + 1):
-        losses, jac = synthetic_jacobian(theta)  # [B, 2], [B, 2, 2]
-        if step % record_every == 0 or step == steps:
-            recorded_steps.append(step)
-            path.append(theta.detach().clone())
-            path_losses.append(losses.clone())
-        if step == steps:
-            break
-        if not bool(torch.isfinite(jac).all()):
-            bad = torch.nonzero(~torch.isfinite(jac).flatten(1).all(1)).flatten().tolist()
-            raise ValueError(f"non-finite gradient at step {step} for run(s) {bad}")
-        if weighting == "losses":
-            jac = jac * weights[:, :, None]
-            losses = losses * weights
-        for run, agg in enumerate(aggregators):
-            if weighting == "aggregator":
-                directions[run] = agg(jac[run], losses[run], weights=weights[run])
-            else:
-                directions[run] = agg(jac[run], losses[run])
-        optimizer.zero_grad(set_to_none=False)
-        theta.grad = directions.clone()
-        optimizer.step()
-        if progress is not None:
-            progress(step)
+    # Aggregators warn on every degenerate step (e.g. nash-mtl solver fallbacks on the Pareto
+    # front, thousands per run); they are counted in agg.stats and summarized once here.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(steps + 1):
+            losses, jac = synthetic_jacobian(theta)  # [B, 2], [B, 2, 2]
+            if step % record_every == 0 or step == steps:
+                recorded_steps.append(step)
+                path.append(theta.detach().clone())
+                path_losses.append(losses.clone())
+            if step == steps:
+                break
+            if not bool(torch.isfinite(jac).all()):
+                bad = torch.nonzero(~torch.isfinite(jac).flatten(1).all(1)).flatten().tolist()
+                raise ValueError(f"non-finite gradient at step {step} for run(s) {bad}")
+            if weighting == "losses":
+                jac = jac * weights[:, :, None]
+                losses = losses * weights
+            for run, agg in enumerate(aggregators):
+                if weighting == "aggregator":
+                    directions[run] = agg(jac[run], losses[run], weights=weights[run])
+                else:
+                    directions[run] = agg(jac[run], losses[run])
+            theta.grad = directions.clone()
+            optimizer.step()
+            if progress is not None:
+                progress(step)
+    if caught:
+        first = str(caught[0].message)
+        warnings.warn(
+            f"{method}: {len(caught)} warning(s) from the aggregators during {num_runs} run(s) "
+            f"(counts in aggregator_stats); first: {first}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     return SyntheticResult(
         method=method,

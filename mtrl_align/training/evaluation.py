@@ -72,7 +72,7 @@ def evaluate_run(
     seed = config.seed + config.eval.seed_offset if seed is None else seed
     env = make_env(config, seed)
     try:
-        state = load_run_checkpoint(path, config, list(env.task_names), map_location=torch_device)
+        state = load_run_checkpoint(path, config, list(env.task_names))
         agent = MultiTaskSAC(
             config.agent,
             config.aggregation,

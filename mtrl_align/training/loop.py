@@ -182,6 +182,7 @@ class Trainer:
             purge_step = self.counters.env_steps + 1
             self.files.keep_evaluations(self.counters.evaluations)
         else:
+            self.files.clear_outputs()  # left by an attempt that died before its first checkpoint
             self.obs = self.env.reset(seed=config.seed)
         save_config(config, self.files.config)
         self.logger = TrainLogger(self.files.tensorboard, self.task_names, purge_step=purge_step)
@@ -388,9 +389,8 @@ class Trainer:
         self.timings.checkpoint += time.perf_counter() - start
 
     def _restore(self, path: Path) -> np.ndarray:
-        state = load_run_checkpoint(
-            path, self.config, self.task_names, map_location=self.device, kind="latest"
-        )
+        # loaded on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest
+        state = load_run_checkpoint(path, self.config, self.task_names, kind="latest")
         try:
             self.agent.load_state_dict(state["agent"])
             self.buffer.load_state_dict(state["buffer"])

@@ -53,6 +53,14 @@ class RunFiles:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.tensorboard.mkdir(parents=True, exist_ok=True)
 
+    def clear_outputs(self) -> None:
+        """Remove evaluations, best checkpoint and TensorBoard events of an earlier attempt
+        (only called when starting fresh, i.e. when there is no latest checkpoint)."""
+        self.evals.unlink(missing_ok=True)
+        self.best.unlink(missing_ok=True)
+        for events in self.tensorboard.glob("events.out.tfevents.*"):
+            events.unlink()
+
     # -- status ----------------------------------------------------------------------------
     def write_status(self, state: str, env_steps: int, error: str | None = None) -> None:
         """Write status.json atomically (a reader never sees half a file)."""
