@@ -64,7 +64,7 @@ class MultiTaskReplayBuffer:
             draws the same slots on every device).
     """
 
-    _FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+    STORAGE_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
     def __init__(
         self,
@@ -121,7 +121,9 @@ class MultiTaskReplayBuffer:
 
     def nbytes(self) -> int:
         """Bytes held by the preallocated storage tensors."""
-        return sum(getattr(self, f).element_size() * getattr(self, f).numel() for f in self._FIELDS)
+        return sum(
+            getattr(self, f).element_size() * getattr(self, f).numel() for f in self.STORAGE_FIELDS
+        )
 
     # ------------------------------------------------------------------ writing
     def _as_tensor(self, name: str, value: Any, shape: tuple[int, ...], dtype: torch.dtype):
@@ -198,7 +200,7 @@ class MultiTaskReplayBuffer:
         full = self._size == self.capacity_per_task
         contents = {
             f: getattr(self, f) if full else getattr(self, f)[:, : self._size].clone()
-            for f in self._FIELDS
+            for f in self.STORAGE_FIELDS
         }
         return {
             "version": STATE_VERSION,
@@ -230,7 +232,7 @@ class MultiTaskReplayBuffer:
         size, position = int(state["size"]), int(state["position"])
         if not (0 <= size <= self.capacity_per_task and 0 <= position < self.capacity_per_task):
             raise ValueError(f"replay buffer state has invalid size {size} / position {position}")
-        for f in self._FIELDS:
+        for f in self.STORAGE_FIELDS:
             stored = state["contents"][f]
             target = getattr(self, f)
             if tuple(stored.shape) != (self.num_tasks, size, *target.shape[2:]):

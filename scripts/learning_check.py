@@ -3,7 +3,7 @@ task's success rate.
 
 Usage:
     python scripts/learning_check.py [--methods uniform,aligned-mtl] [--minutes 60]
-        [--chunk-steps 5000] [--target 0.8] [--out runs/learning_check] [key=value ...]
+        [--chunk-steps 3000] [--target 0.8] [--out runs/learning_check] [key=value ...]
 
 For each method the run trains in chunks of ``--chunk-steps`` env steps per task (each chunk
 ends with an evaluation of ``eval.episodes_per_task`` episodes per task, then the run is
@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget per method")
     parser.add_argument(
-        "--chunk-steps", type=int, default=5000, help="env steps per task per chunk"
+        "--chunk-steps",
+        type=int,
+        default=3000,
+        help="env steps per task per chunk (a multiple of the episode length resumes exactly)",
     )
     parser.add_argument("--target", type=float, default=0.8, help="stop at this mean success")
     parser.add_argument("--seed", type=int, default=0)

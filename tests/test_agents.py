@@ -299,3 +299,25 @@ def test_eval_protocol_and_input_checks():
             OBS,
             A,
         )
+
+
+AGENT_CASES = [("shared", m) for m in aggregation.available()] + [
+    (variant, method)
+    for variant in ("task-encoder", "multi-head")
+    for method in ("aligned-mtl", "aligned-mtl-ub", "mgda-ub")
+]
+
+
+@pytest.mark.parametrize("variant, method", AGENT_CASES)
+def test_every_aggregator_runs_inside_the_agent(variant, method):
+    agent = make_agent(variant, method=method)
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    for seed in range(2):  # methods with history (dwa, gradnorm, ...) see a second step
+        result = agent.update(make_batch(seed), collect_stats=seed == 1)
+        assert not result.skipped
+    moved = [not torch.equal(b, p) for b, p in zip(before, agent.critic.parameters(), strict=True)]
+    assert any(moved)
+    assert all(torch.isfinite(p).all() for p in agent.actor.parameters())
+    for network in ("critic", "actor"):
+        if network in result.weights:
+            assert result.weights[network].shape == (T,)

@@ -263,3 +263,45 @@ def test_registry():
     assert make_problem("linear-test").task_names == ("a", "b")
     with pytest.raises(ValueError, match="reference_point"):
         SyntheticProblem(reference_point=(0.0,))
+
+
+class BatchNormProblem(LinearTwoTargets):
+    """Like LinearTwoTargets but with BatchNorm (running stats change in place): no vmap."""
+
+    supports_vmap = False
+
+    def build_model(self, generator):
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        return model
+
+
+def test_loop_path_keeps_batchnorm_statistics_per_copy():
+    problem = BatchNormProblem()
+    config = MT2OConfig(
+        subproblems=3,
+        steps=6,
+        lr=0.01,
+        transfer_weight=0.0,
+        init="independent",
+        seed=4,
+        eval_every=3,
+    )
+    result = run_mt2o(problem, config)
+    assert result.state["1.num_batches_tracked"].tolist() == [6, 6, 6]
+    # copy 0 on its own, through plain autograd in train mode, gives the same statistics
+    init_gen = torch.Generator().manual_seed(4)
+    data_gen = torch.Generator().manual_seed(5)
+    model = problem.build_model(init_gen)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    weight = simplex_weights(3, 2)[0].float()
+    for step in range(6):
+        batch = problem.train_batch(step, data_gen, torch.device("cpu"))
+        opt.zero_grad()
+        (weight * problem.task_losses(model, batch)).sum().backward()
+        opt.step()
+    bn = model[1]
+    torch.testing.assert_close(result.state["1.running_mean"][0], bn.running_mean)
+    torch.testing.assert_close(result.state["0.weight"][0], model[0].weight.detach())

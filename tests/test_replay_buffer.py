@@ -90,14 +90,14 @@ def test_same_seed_same_samples_and_exact_save_load():
     stream.seek(0)
     restored.load_state_dict(torch.load(stream))
     assert len(restored) == len(a) and restored.position == a.position
-    for field in MultiTaskReplayBuffer._FIELDS:
+    for field in MultiTaskReplayBuffer.STORAGE_FIELDS:
         torch.testing.assert_close(getattr(restored, field), getattr(a, field))
     for x, y in zip(a.sample(11), restored.sample(11), strict=True):
         torch.testing.assert_close(x, y)
     for step in range(5, 12):  # writes continue at the same slots, wrapping around
         a.add(**transition(step))
         restored.add(**transition(step))
-    for field in MultiTaskReplayBuffer._FIELDS:
+    for field in MultiTaskReplayBuffer.STORAGE_FIELDS:
         torch.testing.assert_close(getattr(restored, field), getattr(a, field))
 
 

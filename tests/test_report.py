@@ -147,7 +147,7 @@ def test_markdown_states_protocol_metric_and_numbers(sweep_dir, tmp_path):
     root, logs = sweep_dir
     report = build_report(root, tmp_path / "out", metric="best", with_plots=False)
     text = report.markdown.read_text()
-    assert "MT10 (3 tasks), reward v2, 150-step episodes" in text
+    assert f"MT10 (3 tasks: {', '.join(TASKS)}), reward v2, 150-step episodes" in text
     assert f"{EVAL_STEPS[-1]:,} env steps per task" in text
     assert f"{EPISODES} evaluation episodes per task" in text
     assert "best evaluation over training" in text and "--metric best" in text

@@ -237,3 +237,20 @@ def test_run_that_crashed_before_writing_anything_stays_listed(config_file, tmp_
     )
     # the summary written now still knows it, so the next sweep lists it too
     assert json.loads((out / "sweep_summary.json").read_text())["runs"][0]["state"] == "failed"
+
+
+def test_error_of_a_crashed_run_is_the_last_log_line_of_its_last_attempt(tmp_path):
+    from mtrl_align.sweep.launch import _error_from_log
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "\n=== 2026-01-01 10:00:00 start: [...]\nerror: first attempt\n"
+        "\n=== 2026-01-01 11:00:00 resume: [...]\n"
+        "/x/box.py:297: UserWarning: precision lowered\n  gym.logger.warn(\n"
+        "Traceback (most recent call last):\nValueError: bad thing\n"
+    )
+    error = _error_from_log(1, log)
+    assert error.splitlines() == [
+        "ValueError: bad thing (exit code 1)",
+        "Traceback (most recent call last):",
+    ]

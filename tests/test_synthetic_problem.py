@@ -25,7 +25,7 @@ from mtrl_align.synthetic.reference import (
 
 def _test_points() -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    random = torch.rand(4000, 2, generator=gen, dtype=torch.float64) * 24 - 12
+    random = torch.rand(2000, 2, generator=gen, dtype=torch.float64) * 24 - 12
     ys = torch.linspace(0.05, 5, 40, dtype=torch.float64)
     # points on the log valleys (|u| ~ 0) of f1 and f2, and the paper's starts
     valley1 = torch.stack((-7 + 2 * torch.tanh(ys), ys), dim=-1)

@@ -28,10 +28,10 @@ def test_uniform_method_is_adam_on_the_weighted_loss(weighting):
     # follow single-run Adam on a*L1 + (1-a)*L2 (both ways of passing the weights agree)
     starts, weights = problem_grid(PAPER_STARTS[2:4], [0.3, 0.8])
     result = run_synthetic(
-        "uniform", starts, weights, steps=100, lr=0.05, weighting=weighting, dtype=torch.float64
+        "uniform", starts, weights, steps=60, lr=0.05, weighting=weighting, dtype=torch.float64
     )
     for run in range(len(starts)):
-        expected = _plain_adam(starts[run], weights[run], 100, 0.05)
+        expected = _plain_adam(starts[run], weights[run], 60, 0.05)
         np.testing.assert_allclose(result.final_theta[run], expected, rtol=1e-8, atol=1e-8)
 
 

@@ -61,11 +61,13 @@ def _buffer_memory() -> dict:
     gc.collect()
     before = _rss_bytes()
     buffer = MultiTaskReplayBuffer(NUM_TASKS, 39 + NUM_TASKS, 4, capacity=1_000_000)
+    for name in buffer.STORAGE_FIELDS:  # touch every page, as a full buffer does
+        getattr(buffer, name).fill_(1)
     after = _rss_bytes()
     result = {
         "transitions": buffer.capacity,
         "storage_bytes": buffer.nbytes(),
-        "rss_increase_bytes": after - before,
+        "rss_increase_when_full_bytes": after - before,
         "bytes_per_transition": buffer.nbytes() / buffer.capacity,
     }
     del buffer
@@ -92,6 +94,13 @@ def run(quick: bool = False) -> dict:
         (f"async (ours {NUM_TASKS} workers)", "async", {"num_workers": NUM_TASKS}),
     ]
     results: dict = {"episode_steps": EPISODE_STEPS, "cpu_count": cores, "setups": {}}
+    memory = _buffer_memory()  # first, before envs come and go in this process's heap
+    results["replay_buffer_1e6_mt10"] = memory
+    print(
+        f"replay buffer, 1e6 MT10 transitions: {memory['storage_bytes'] / 1e6:.0f} MB of "
+        f"tensors ({memory['bytes_per_transition']:.0f} B/transition), "
+        f"process RSS +{memory['rss_increase_when_full_bytes'] / 1e6:.0f} MB when full"
+    )
     print(f"MT10, {vector_steps} vector steps x {NUM_TASKS} tasks, {EPISODE_STEPS}-step episodes")
     print(f"{'setup':<28}{'raw steps/s':>14}{'ours steps/s':>14}{'ours/raw':>10}")
     for label, strategy, extra in setups:
@@ -115,11 +124,4 @@ def run(quick: bool = False) -> dict:
             f"{label:<28}{row['raw_env_steps_per_s']:>14.0f}"
             f"{row['ours_env_steps_per_s']:>14.0f}{row['ratio']:>10.3f}"
         )
-    memory = _buffer_memory()
-    results["replay_buffer_1e6_mt10"] = memory
-    print(
-        f"replay buffer, 1e6 MT10 transitions: {memory['storage_bytes'] / 1e6:.0f} MB of "
-        f"tensors ({memory['bytes_per_transition']:.0f} B/transition), "
-        f"RSS +{memory['rss_increase_bytes'] / 1e6:.0f} MB"
-    )
     return results

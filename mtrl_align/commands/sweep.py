@@ -145,6 +145,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
     elif args.backend == "submitit":
         from mtrl_align.sweep.submitit_backend import SlurmOptions
 
+        if args.gpus_per_run != int(args.gpus_per_run):
+            raise ValueError(
+                f"--gpus-per-run must be a whole number on SLURM, got {args.gpus_per_run}"
+            )
+
         options = {
             "options": SlurmOptions(
                 timeout_min=args.timeout_min,

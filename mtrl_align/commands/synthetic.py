@@ -61,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mt2o.add_argument("--neighbours", type=int, default=2)
     mt2o.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="hypervolume every this many steps (default: steps // 200)",
+    )
+    mt2o.add_argument(
         "--init",
         choices=("shared", "independent"),
         default="shared",
@@ -180,6 +186,7 @@ def run_mt2o_command(args: argparse.Namespace) -> int:
         transfer_weight=args.transfer_weight,
         neighbours=args.neighbours,
         init=args.init,
+        eval_every=args.eval_every,
         seed=args.seed,
         device=args.device,
     )

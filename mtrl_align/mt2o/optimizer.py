@@ -15,7 +15,8 @@ stacked tensors equals N independent ones)::
     S^t = (1 - gamma_t) I + gamma_t P
 
 P averages each subproblem's K nearest neighbours (by weight-vector distance) and the transfer
-weight gamma_t decays to zero (linear or exponential schedule). ``transfer_weight = 0`` gives
+weight gamma_t decays to zero (linear or exponential schedule); floating-point buffers (e.g.
+BatchNorm running statistics) are mixed with the same S. ``transfer_weight = 0`` gives
 the baseline: the same N subproblems solved independently.
 
 Progress is measured by the hypervolume (:mod:`.hypervolume`) of the N evaluated loss vectors
@@ -112,7 +113,8 @@ class MT2OResult:
         reference_point: [T].
         task_names: T names.
         config: the settings used.
-        state: final stacked parameters {name: [N, ...]} (CPU).
+        state: final stacked parameters and buffers {name: [N, ...]} (CPU); copy i loads
+            into the problem's model with ``{k: v[i] for k, v in state.items()}``.
     """
 
     weights: np.ndarray
@@ -276,6 +278,9 @@ def run_mt2o(
                 mix = transfer_matrix(neighbour_index, gamma).to(device=device, dtype=param_dtype)
                 for p in params.values():
                     p.copy_(torch.tensordot(mix, p, dims=([1], [0])))
+                for b in buffers.values():  # e.g. BatchNorm running statistics follow along
+                    if b.is_floating_point():
+                        b.copy_(torch.tensordot(mix.to(b.dtype), b, dims=([1], [0])))
             for name, p in params.items():
                 p.grad = grads[name].detach().to(p.dtype)
         optimizer.step()
@@ -291,7 +296,10 @@ def run_mt2o(
         reference_point=reference,
         task_names=tuple(problem.task_names),
         config=config,
-        state={name: p.detach().cpu().clone() for name, p in params.items()},
+        state={
+            **{name: p.detach().cpu().clone() for name, p in params.items()},
+            **{name: b.detach().cpu().clone() for name, b in buffers.items()},
+        },
     )
 
 

@@ -8,6 +8,7 @@ resumes instead of starting over, and a finished run is never trained twice.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,11 @@ def train_command(spec: RunSpec, action: Action, python: str = sys.executable) -
     raise ValueError(f"no command for action '{action.value}'")
 
 
+def package_root() -> str:
+    """The folder that holds the ``mtrl_align`` package (the repository root in a checkout)."""
+    return str(Path(mtrl_align.__file__).resolve().parent.parent)
+
+
 def run_environment(threads: int | None = None, gpu: str | None = None) -> dict[str, str]:
     """Environment of a training process.
 
@@ -67,9 +73,9 @@ def run_environment(threads: int | None = None, gpu: str | None = None) -> dict[
     threads of torch/BLAS; ``gpu`` (e.g. ``"1"``) pins the run to one GPU.
     """
     env = dict(os.environ)
-    package_root = str(Path(mtrl_align.__file__).resolve().parent.parent)
+    root = package_root()
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([package_root, *[p for p in paths if p != package_root]])
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p != root]])
     env["PYTHONUNBUFFERED"] = "1"
     if threads is not None:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -88,6 +94,25 @@ def log_path_of(spec: RunSpec) -> Path:
     return sweep_dir / "logs" / f"{spec.method}_seed_{spec.seed}.log"
 
 
+_WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")
+
+
+def _without_warnings(lines: list[str]) -> list[str]:
+    """Drop Python warnings (``file:line: XWarning: ...`` and their indented source line)."""
+    kept: list[str] = []
+    skip_source = False
+    for line in lines:
+        if _WARNING_LINE.match(line):
+            skip_source = True
+            continue
+        if skip_source and line.startswith((" ", "\t")):
+            skip_source = False
+            continue
+        skip_source = False
+        kept.append(line)
+    return kept
+
+
 def _error_from_log(returncode: int, log_path: Path) -> str:
     """The error of a run that died without recording one: the end of its log.
 
@@ -96,7 +121,7 @@ def _error_from_log(returncode: int, log_path: Path) -> str:
     """
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
     attempt = text.rsplit("\n=== ", 1)[-1].splitlines()[1:]  # drop this attempt's header
-    lines = [line for line in attempt if line.strip()][-LOG_TAIL_LINES:]
+    lines = [line for line in _without_warnings(attempt) if line.strip()][-LOG_TAIL_LINES:]
     if not lines:
         return f"training exited with code {returncode} and printed nothing"
     head = f"{lines[-1].strip()} (exit code {returncode})"

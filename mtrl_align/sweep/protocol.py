@@ -52,10 +52,12 @@ class Protocol:
     def stamp(self) -> str:
         """One line for the report, e.g. ``MT10 (10 tasks), reward v2, 500-step episodes, ...``."""
         ending = ", episodes end at success" if self.terminate_on_success else ""
+        names = f": {', '.join(self.tasks)}" if len(self.tasks) <= 4 else ""
+        episodes = "episode" if self.eval_episodes == 1 else "episodes"
         return (
-            f"{self.benchmark} ({len(self.tasks)} tasks), reward {self.reward_version}, "
+            f"{self.benchmark} ({len(self.tasks)} tasks{names}), reward {self.reward_version}, "
             f"{self.episode_length}-step episodes{ending}, {self.env_steps:,} env steps per task, "
-            f"{self.eval_episodes} evaluation episodes per task"
+            f"{self.eval_episodes} evaluation {episodes} per task"
         )
 
     def as_row(self) -> dict[str, object]:

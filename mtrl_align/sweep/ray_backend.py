@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from mtrl_align.sweep.launch import RunOutcome, execute_run
+from mtrl_align.sweep.launch import RunOutcome, execute_run, run_environment
 from mtrl_align.sweep.plan import RunSpec
 
 
@@ -47,7 +47,14 @@ def run_ray(
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # Workers must import this package, also when it is not installed (a checkout).
+        runtime_env = {"env_vars": {"PYTHONPATH": run_environment()["PYTHONPATH"]}}
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
     try:
         remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(
             _execute_on_node

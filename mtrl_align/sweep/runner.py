@@ -28,11 +28,12 @@ from mtrl_align.sweep.state import Action, RunState, RunStatus, decide_action, r
 BACKENDS = ("local", "submitit", "ray")
 SUMMARY_FILE = "sweep_summary.json"
 LOCK_FILE = ".sweep.lock"
-LOG_LINES_IN_SUMMARY = 6
+LOG_LINES_IN_SUMMARY = 3
 SUBMITIT_FOLDER = "submitit"
 ACTIVE = "active"  # outcome state of a run whose cluster job is still pending or running
 # Keys that may differ between the planned config and a run's saved config.
 _KEYS_FREE_ON_RESUME = (
+    "run_dir",  # a sweep directory may be moved
     "device",
     "num_threads",
     "runs_root",
@@ -209,9 +210,15 @@ def run_sweep(
     statuses = {}
     for spec in specs:
         status = read_status(spec.run_dir)
-        if status.state is RunState.NEW and spec.name in earlier_failures:
-            # It crashed before writing anything (e.g. a bad option): keep it listed as failed.
-            status = RunStatus(RunState.FAILED, error=earlier_failures[spec.name])
+        if spec.name in earlier_failures and status.state in (RunState.NEW, RunState.INTERRUPTED):
+            # It crashed before writing its status (a bad option, a checkpoint that does not
+            # load): keep it listed as failed instead of retrying it on every sweep.
+            status = RunStatus(
+                RunState.FAILED,
+                status.env_steps,
+                earlier_failures[spec.name],
+                status.has_checkpoint,
+            )
         statuses[spec.name] = status
     actions = {name: decide_action(s, retry_failed) for name, s in statuses.items()}
     active = _active_jobs(sweep_dir)
@@ -243,6 +250,20 @@ def run_sweep(
         return SweepSummary([], sweep_dir)
     with sweep_lock(sweep_dir):
         ran = _dispatch(to_run, sweep_dir, backend, retry_failed, backend_options or {}, stream)
+        summary = _collect(specs, ran, statuses, active, sweep_dir)
+        _write_summary(summary)
+    _print_summary(summary, stream)
+    return summary
+
+
+def _collect(
+    specs: Sequence[RunSpec],
+    ran: list[RunOutcome],
+    statuses: dict[str, RunStatus],
+    active: dict[str, str],
+    sweep_dir: Path,
+) -> SweepSummary:
+    """One outcome per planned run: those that ran, and the skipped ones as found."""
     by_name = {o.name: o for o in ran}
     outcomes = []
     for spec in specs:
@@ -261,10 +282,7 @@ def run_sweep(
                     extra={"job_id": active[spec.name]} if spec.name in active else {},
                 )
             )
-    summary = SweepSummary(outcomes, sweep_dir)
-    _write_summary(summary)
-    _print_summary(summary, stream)
-    return summary
+    return SweepSummary(outcomes, sweep_dir)
 
 
 def _active_jobs(sweep_dir: Path) -> dict[str, str]:
@@ -338,8 +356,11 @@ def _print_summary(summary: SweepSummary, stream: TextIO) -> None:
     for outcome in failed:
         print(f"  {outcome.state}: {outcome.name} ({outcome.run_dir})", file=stream)
         if outcome.error:
-            for line in outcome.error.splitlines()[-LOG_LINES_IN_SUMMARY:]:
+            lines = outcome.error.splitlines()
+            for line in lines[:LOG_LINES_IN_SUMMARY]:
                 print(f"    {line}", file=stream)
+            if len(lines) > LOG_LINES_IN_SUMMARY:
+                print(f"    ... (full error in {SUMMARY_FILE})", file=stream)
         if outcome.log_path:
             print(f"    log: {outcome.log_path}", file=stream)
     print(f"summary: {summary.sweep_dir / SUMMARY_FILE}", file=stream)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtrl_align.sweep.launch import RunOutcome, execute_run
+from mtrl_align.sweep.launch import RunOutcome, execute_run, package_root
 from mtrl_align.sweep.plan import RunSpec
 
 try:
@@ -148,6 +149,10 @@ def make_executor(folder: str | Path, options: SlurmOptions, cluster: str | None
         "tasks_per_node": 1,
         "nodes": 1,
     }
+    # Jobs must import this package, also when it is not installed (run from a checkout).
+    setup = [f"export PYTHONPATH={shlex.quote(package_root())}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    if executor.cluster in ("slurm", "local"):
+        parameters[f"{executor.cluster}_setup"] = setup
     if executor.cluster == "slurm":
         parameters["slurm_array_parallelism"] = options.array_parallelism
         parameters["slurm_max_num_timeout"] = options.max_requeues

@@ -23,7 +23,7 @@ from .runner import SyntheticResult  # noqa: E402
 FRONT_COLOR = "#72727A"
 
 
-def _pareto_set(num_points: int = 41) -> np.ndarray:
+def _pareto_set(num_points: int = 21) -> np.ndarray:
     return np.array(
         [
             weighted_optimum(a, grid_points=401, candidates=2).theta
