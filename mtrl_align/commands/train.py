@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -52,12 +53,21 @@ def run_train(args: argparse.Namespace) -> int:
         if not saved.is_file():
             raise FileNotFoundError(f"'{args.resume}' is not a run directory (no config.yaml)")
         config = load_train_config(saved, overrides)
-        run_dir = train(config, resume_dir=args.resume)
+        resume_dir = args.resume
     else:
         if args.config is None:
             raise ValueError("give a config file (e.g. configs/mt10_demo.yaml) or --resume RUN_DIR")
         config = load_train_config(args.config, args.overrides)
-        run_dir = train(config)
+        resume_dir = None
+    try:
+        run_dir = train(config, resume_dir=resume_dir)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; continue from the last checkpoint with: "
+            f"mtrl-align train --resume {config.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
     records = RunFiles(run_dir).read_evaluations()
     print(f"run directory: {run_dir}")
     if records:
