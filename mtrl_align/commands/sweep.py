@@ -96,6 +96,12 @@ def _register_sweep(subparsers: argparse._SubParsersAction) -> None:
         "--array-parallelism", type=int, default=64, help="most SLURM array tasks at once"
     )
     cluster.add_argument(
+        "--max-requeues",
+        type=int,
+        default=10,
+        help="SLURM: requeues of a run after a timeout or preemption (each resumes it)",
+    )
+    cluster.add_argument(
         "--no-wait",
         action="store_true",
         help="submitit: return after submitting (run the sweep again later to see the state)",
@@ -158,6 +164,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                 cpus_per_run=args.cpus_per_run,
                 mem_gb=args.mem_gb,
                 array_parallelism=args.array_parallelism,
+                max_requeues=args.max_requeues,
             ),
             "cluster": args.cluster,
             "wait": not args.no_wait,

@@ -49,7 +49,7 @@ class SlurmOptions:
     cpus_per_run: int = 4
     mem_gb: int = 16
     array_parallelism: int = 64
-    max_requeues: int = 3
+    max_requeues: int = 10
     extra: dict | None = None
 
 
