@@ -58,10 +58,11 @@ def load_checkpoint(
     meta = state.get("meta", {})
     for key, value in (expected or {}).items():
         if key not in meta:
-            raise CheckpointError(f"checkpoint '{path}' has no '{key}' entry; written by another tool?")
+            raise CheckpointError(
+                f"checkpoint '{path}' has no '{key}' entry; written by another tool?"
+            )
         if meta[key] != value:
             raise CheckpointError(
-                f"checkpoint '{path}' is incompatible: {key} is {meta[key]!r} there, "
-                f"{value!r} here"
+                f"checkpoint '{path}' is incompatible: {key} is {meta[key]!r} there, {value!r} here"
             )
     return state

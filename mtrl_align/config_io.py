@@ -112,7 +112,9 @@ def load_config(
         except yaml.YAMLError as error:
             raise ConfigError(f"config file '{path}' is not valid YAML: {error}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file '{path}' must hold a mapping, got {type(data).__name__}")
+            raise ConfigError(
+                f"config file '{path}' must hold a mapping, got {type(data).__name__}"
+            )
         layers.append((f"config file '{path}'", data))
     if overrides:
         flat = parse_overrides(overrides)

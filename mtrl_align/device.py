@@ -19,6 +19,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device '{name}' requested but CUDA is not available; use cpu or auto")
+            raise ValueError(
+                f"device '{name}' requested but CUDA is not available; use cpu or auto"
+            )
         return torch.device(name)
     raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICE_CHOICES)}, cuda:N")
