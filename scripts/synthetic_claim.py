@@ -91,19 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.dtype}, {args.workers} worker(s)",
         flush=True,
     )
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        outputs = list(pool.map(_job, jobs))
-
     verdicts, arrivals = [], []
-    for result, _ in outputs:
-        judged = judge_runs(result)
-        verdicts.extend(judged)
-        for index, verdict in enumerate(judged):
-            optimum_value = (
-                float(result.final_losses[index] @ np.array([verdict.weight, 1 - verdict.weight]))
-                - verdict.value_gap
-            )
-            arrivals.append(arrival_step(result, index, optimum_value, 1e-3))
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for result, seconds in pool.map(_job, jobs):  # in job order, as each finishes
+            judged = judge_runs(result)
+            rows = format_verdicts(judged).splitlines()[2:]
+            print("\n".join(rows) + f"   [{seconds:.0f} s]", flush=True)
+            verdicts.extend(judged)
+            for index, verdict in enumerate(judged):
+                weights = np.array([verdict.weight, 1 - verdict.weight])
+                optimum_value = float(result.final_losses[index] @ weights) - verdict.value_gap
+                arrivals.append(arrival_step(result, index, optimum_value, 1e-3))
+    print()
     print(format_verdicts(verdicts))
     print()
     print(summarize_verdicts(verdicts))
