@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -14,24 +16,39 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, or from another setup."""
 
 
-def atomic_save(state: dict[str, Any], path: str | Path) -> None:
-    """Save ``state`` with ``torch.save`` so that a crash never leaves a half-written file.
+def _atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str) -> None:
+    """Call ``write(handle)`` on a temporary file next to ``path``, then move it into place.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, and then
-    replaces ``path`` in one ``os.replace`` step.
+    The temporary file is flushed and fsynced before one ``os.replace`` step, so a crash
+    never leaves a half-written ``path``; on any error the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(state: dict[str, Any], path: str | Path) -> None:
+    """Save ``state`` with ``torch.save`` so that a crash never leaves a half-written file."""
+    _atomic_write(path, lambda handle: torch.save(state, handle), "wb")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    _atomic_write(path, lambda handle: handle.write(text), "w")
+
+
+def atomic_write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
+    """Write ``json.dumps(data, indent=indent)`` to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(data, indent=indent))
 
 
 def load_checkpoint(

@@ -69,24 +69,20 @@ def tiny_config(tmp_path_factory) -> Path:
 def local_sweep(tmp_path_factory, tiny_config) -> tuple[Path, int, str]:
     """Run ``mtrl-align sweep`` on the local backend; returns (sweep dir, exit code, output)."""
     out = tmp_path_factory.mktemp("sweeps") / "local"
+    code, printed = _run_sweep(
+        tiny_config, [*METHODS, "cagrad"], *CRASH, "--out", str(out), "--workers", "2"
+    )
+    return out, code, printed
+
+
+def _run_sweep(config: Path, methods: list[str], *options: str) -> tuple[int, str]:
+    """``mtrl-align sweep CONFIG --seeds 0:2 --methods M,.. OPTIONS``; (exit code, stdout)."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = cli_main(
-            [
-                "sweep",
-                str(tiny_config),
-                "--seeds",
-                "0:2",
-                "--methods",
-                ",".join([*METHODS, "cagrad"]),
-                *CRASH,
-                "--out",
-                str(out),
-                "--workers",
-                "2",
-            ]
+            ["sweep", str(config), "--seeds", "0:2", "--methods", ",".join(methods), *options]
         )
-    return out, code, printed.getvalue()
+    return code, printed.getvalue()
 
 
 def test_local_sweep_trains_every_run_and_lists_the_crashed_ones(local_sweep):
@@ -162,29 +158,21 @@ def test_report_of_the_sweep_equals_numpy_on_the_logs(local_sweep, tmp_path):
 def test_submitit_local_executor_gives_the_same_runs(local_sweep, tiny_config, tmp_path):
     pytest.importorskip("submitit")
     out, _, _ = local_sweep
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = cli_main(
-            [
-                "sweep",
-                str(tiny_config),
-                "--seeds",
-                "0:2",
-                "--methods",
-                ",".join(METHODS),
-                "--backend",
-                "submitit",
-                "--cluster",
-                "local",
-                "--cpus-per-run",
-                "1",
-                "--timeout-min",
-                "10",
-                "--out",
-                str(tmp_path / "slurm"),
-            ]
-        )
-    assert code == 0, printed.getvalue()
+    code, printed = _run_sweep(
+        tiny_config,
+        list(METHODS),
+        "--backend",
+        "submitit",
+        "--cluster",
+        "local",
+        "--cpus-per-run",
+        "1",
+        "--timeout-min",
+        "10",
+        "--out",
+        str(tmp_path / "slurm"),
+    )
+    assert code == 0, printed
     summary = json.loads((tmp_path / "slurm" / SUMMARY_FILE).read_text())["runs"]
     assert all(r["state"] == "finished" and r["extra"]["job_id"] for r in summary)
     assert any((tmp_path / "slurm" / "submitit").iterdir())  # submitit's job files

@@ -17,13 +17,7 @@ from mtrl_align.vision.npy_dataset import DatasetLayoutError, NpyMultiTaskDatase
 from mtrl_align.vision.specs import CITYSCAPES3, NYUV2
 from mtrl_align.vision.synthetic_data import write_npy_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_split(num: int, seed: int = 0):

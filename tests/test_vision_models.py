@@ -10,13 +10,7 @@ from mtrl_align.vision.models import MTAN, ResNetPSP, SegNetSplit, build_model
 from mtrl_align.vision.models.resnet_psp import DilatedResNet, load_encoder_weights
 from mtrl_align.vision.specs import CITYSCAPES3, NYUV2
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(arch):

@@ -13,12 +13,7 @@ from mtrl_align.vision.synthetic_data import write_npy_dataset
 TINY = {"width": 4, "num_stages": 2, "batch_size": 2, "eval_batch_size": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from mtrl_align.vision.synthetic_data import write_cityscapes_raw, write_npy_dat
 from mtrl_align.vision.trainer import load_resume_config, train
 from mtrl_align.vision.update import MultiTaskGradient
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

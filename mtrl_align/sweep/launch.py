@@ -51,6 +51,24 @@ class RunOutcome:
     extra: dict = field(default_factory=dict)
 
 
+def failed_start(spec: RunSpec, error: str) -> RunOutcome:
+    """The outcome of a run whose worker (pool thread, SLURM job, Ray task) itself failed."""
+    return RunOutcome(spec.name, str(spec.run_dir), "start", "failed", error=error)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (``os.kill(pid, 0)``); ids <= 0 are never alive."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def train_command(spec: RunSpec, action: Action, python: str = sys.executable) -> list[str]:
     """The command line that starts (or resumes) ``spec``'s training."""
     if action is Action.RESUME:

@@ -13,7 +13,7 @@ import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from mtrl_align.sweep.launch import RunOutcome, execute_run
+from mtrl_align.sweep.launch import RunOutcome, execute_run, failed_start
 from mtrl_align.sweep.plan import RunSpec
 
 
@@ -107,6 +107,4 @@ def _outcome_of(future: Future, spec: RunSpec) -> RunOutcome:
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001 - a launcher bug must not stop the sweep
-        return RunOutcome(
-            spec.name, str(spec.run_dir), "start", "failed", error=f"launcher error: {error!r}"
-        )
+        return failed_start(spec, f"launcher error: {error!r}")

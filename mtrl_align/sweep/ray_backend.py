@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from mtrl_align.sweep.launch import RunOutcome, execute_run, run_environment
+from mtrl_align.sweep.launch import RunOutcome, execute_run, failed_start, run_environment
 from mtrl_align.sweep.plan import RunSpec
 
 
@@ -70,13 +70,7 @@ def run_ray(
             try:
                 outcome = ray.get(done[0])
             except Exception as error:  # noqa: BLE001 - a lost task must not stop the sweep
-                outcome = RunOutcome(
-                    spec.name,
-                    str(spec.run_dir),
-                    "start",
-                    "failed",
-                    error=f"ray task failed: {error}",
-                )
+                outcome = failed_start(spec, f"ray task failed: {error}")
             outcomes[index] = outcome
             if on_outcome is not None:
                 on_outcome(outcome)

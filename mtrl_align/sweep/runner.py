@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from mtrl_align.sweep.launch import RunOutcome
+from mtrl_align.checkpointing import atomic_write_json
+from mtrl_align.sweep.launch import RunOutcome, pid_alive
 from mtrl_align.sweep.plan import RunSpec
 from mtrl_align.sweep.state import Action, RunState, RunStatus, decide_action, read_status
 
@@ -134,7 +135,7 @@ def sweep_lock(sweep_dir: Path):
             holder = json.loads(lock.read_text())
         except json.JSONDecodeError:
             holder = {}
-        if holder.get("host") == host and _pid_alive(int(holder.get("pid", -1))):
+        if holder.get("host") == host and pid_alive(int(holder.get("pid", -1))):
             raise ValueError(
                 f"another sweep (pid {holder['pid']}) is running on '{sweep_dir}'; wait for it "
                 f"or stop it (remove {lock} if that process is gone)"
@@ -144,18 +145,6 @@ def sweep_lock(sweep_dir: Path):
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _progress_printer(total: int, stream: TextIO) -> Callable[[RunOutcome], None]:
@@ -341,9 +330,7 @@ def _write_summary(summary: SweepSummary) -> None:
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": [asdict(o) for o in summary.outcomes],
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1)
 
 
 def _print_summary(summary: SweepSummary, stream: TextIO) -> None:

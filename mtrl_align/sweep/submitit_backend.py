@@ -9,14 +9,20 @@ times out is requeued by submitit and resumes from the run's latest checkpoint. 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtrl_align.sweep.launch import RunOutcome, execute_run, package_root
+from mtrl_align.checkpointing import atomic_write_json
+from mtrl_align.sweep.launch import (
+    RunOutcome,
+    execute_run,
+    failed_start,
+    package_root,
+    pid_alive,
+)
 from mtrl_align.sweep.plan import RunSpec
 
 try:
@@ -71,9 +77,7 @@ def record_jobs(folder: str | Path, cluster: str, job_ids: dict[str, str]) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     known = json.loads(path.read_text()) if path.is_file() else {}
     known.update({name: {"job_id": job_id, "cluster": cluster} for name, job_id in job_ids.items()})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, known, indent=1)
 
 
 def active_jobs(folder: str | Path) -> dict[str, str]:
@@ -93,22 +97,12 @@ def active_jobs(folder: str | Path) -> dict[str, str]:
             state = submitit.SlurmJob(folder=Path(folder), job_id=job_id).state
             alive = state.split()[0] in _ACTIVE_SLURM_STATES if state else False
         elif cluster == "local":
-            alive = _pid_alive(int(job_id)) if job_id.isdigit() else False
+            alive = pid_alive(int(job_id)) if job_id.isdigit() else False
         else:
             alive = False
         if alive:
             active[name] = job_id
     return active
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SweepTask(Checkpointable):
@@ -217,12 +211,8 @@ def run_submitit(
         try:
             outcome = job.result()
         except Exception as error:  # noqa: BLE001 - one lost job must not stop the sweep
-            outcome = RunOutcome(
-                spec.name,
-                str(spec.run_dir),
-                "start",
-                "failed",
-                error=f"submitit job {job.job_id} failed: {str(error).strip()[-2000:]}",
+            outcome = failed_start(
+                spec, f"submitit job {job.job_id} failed: {str(error).strip()[-2000:]}"
             )
         outcome = replace(outcome, extra={**outcome.extra, "job_id": job.job_id})
         outcomes[index] = outcome

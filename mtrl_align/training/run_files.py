@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mtrl_align.checkpointing import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -67,7 +68,7 @@ class RunFiles:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}; choose from: {', '.join(STATES)}")
         payload = {"state": state, "env_steps": int(env_steps), "error": error}
-        _atomic_write_text(self.status, json.dumps(payload) + "\n")
+        atomic_write_text(self.status, json.dumps(payload) + "\n")
 
     def read_status(self) -> dict[str, Any] | None:
         if not self.status.is_file():
@@ -97,18 +98,4 @@ class RunFiles:
     def keep_evaluations(self, count: int) -> None:
         """Keep the first ``count`` records (those a checkpoint knows of) before resuming."""
         records = self.read_evaluations()[:count]
-        _atomic_write_text(self.evals, "".join(json.dumps(r) + "\n" for r in records))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(self.evals, "".join(json.dumps(r) + "\n" for r in records))

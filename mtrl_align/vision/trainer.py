@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import traceback
 from datetime import datetime
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from mtrl_align import aggregation
-from mtrl_align.checkpointing import atomic_save, load_checkpoint
+from mtrl_align.checkpointing import atomic_save, atomic_write_json, load_checkpoint
 from mtrl_align.config_io import save_config, to_dict
 from mtrl_align.device import resolve_device
 from mtrl_align.vision.config import VisionConfig, load_vision_config
@@ -66,9 +65,7 @@ def config_fingerprint(config: VisionConfig) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2)
 
 
 def load_resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> VisionConfig:
