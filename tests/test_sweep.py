@@ -183,6 +183,28 @@ def test_submitit_local_executor_gives_the_same_runs(local_sweep, tiny_config, t
             assert here == _evaluations(out / method / f"seed_{seed}")
 
 
+def test_ray_local_mode_gives_the_same_runs(local_sweep, tiny_config, tmp_path):
+    pytest.importorskip("ray")  # optional extra: mtrl-align[ray]
+    out, _, _ = local_sweep
+    code, printed = _run_sweep(
+        tiny_config,
+        list(METHODS),
+        "--backend",
+        "ray",
+        "--cpus-per-run",
+        "1",
+        "--out",
+        str(tmp_path / "ray"),
+    )
+    assert code == 0, printed
+    summary = json.loads((tmp_path / "ray" / SUMMARY_FILE).read_text())["runs"]
+    assert all(r["state"] == "finished" for r in summary)
+    for method in METHODS:
+        for seed in SEEDS:
+            here = _evaluations(tmp_path / "ray" / method / f"seed_{seed}")
+            assert here == _evaluations(out / method / f"seed_{seed}")
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(local_sweep, tiny_config, tmp_path):
     out, _, _ = local_sweep
