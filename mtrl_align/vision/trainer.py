@@ -161,6 +161,9 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
         start_epoch, step = state["epoch"], state["step"]
         history.records, history.best_delta = state["history"], state["best_delta"]
 
+    def save_checkpoint(path: Path, epochs_done: int, steps_done: int) -> None:
+        _save(path, meta, model, optimizer, scheduler, aggregator, epochs_done, steps_done, history)
+
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if resume_dir else None)
     status = {"state": "running", "epoch": start_epoch, "step": step, "error": None}
     _write_json(run_dir / "status.json", status)
@@ -193,32 +196,12 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
                     or record["delta_m_task_weighted"] < history.best_delta
                 ):
                     history.best_delta = record["delta_m_task_weighted"]
-                    _save(
-                        run_dir / "checkpoints" / "best.pt",
-                        meta,
-                        model,
-                        optimizer,
-                        scheduler,
-                        aggregator,
-                        epoch + 1,
-                        step,
-                        history,
-                    )
+                    save_checkpoint(run_dir / "checkpoints" / "best.pt", epoch + 1, step)
                 _write_json(
                     run_dir / "summary.json",
                     _summary(history.records, spec, baselines, config.train.average_last),
                 )
-            _save(
-                checkpoint_path,
-                meta,
-                model,
-                optimizer,
-                scheduler,
-                aggregator,
-                epoch + 1,
-                step,
-                history,
-            )
+            save_checkpoint(checkpoint_path, epoch + 1, step)
             status.update(epoch=epoch + 1, step=step)
             _write_json(run_dir / "status.json", status)
         status["state"] = "finished"
