@@ -33,10 +33,11 @@ import torch
 from torch import Tensor, nn
 
 from mtrl_align import aggregation
+from mtrl_align.aggregation import all_finite
 from mtrl_align.jacobian import (
     flatten_task_gradients,
     task_sliced_gradients,
-    write_shared_direction,
+    write_aggregated_gradients,
     write_task_specific_gradients,
 )
 
@@ -73,19 +74,6 @@ def representation_jacobian(feature_grads: Sequence[Tensor]) -> Tensor:
     num_tasks = feature_grads[0].shape[0]
     squared = sum(g.reshape(num_tasks, -1).pow(2).sum(dim=1) for g in feature_grads)
     return torch.diag(squared.sqrt())
-
-
-def all_finite(tensors: Sequence[Tensor]) -> bool:
-    """True when no tensor holds NaN or inf (one host sync for all of them).
-
-    Tests the sum of each tensor: NaN and inf propagate through a sum, and one reduction pass
-    is several times cheaper than ``isfinite(t).all()`` on the [T, n] per-task gradients. A
-    sum of finite values that overflows float32 (entries ~1e38) also counts as non-finite,
-    which only skips an update that was beyond repair anyway.
-    """
-    if not tensors:
-        return True
-    return bool(torch.isfinite(torch.stack([t.detach().sum() for t in tensors])).all())
 
 
 class NetworkGradients:
@@ -173,12 +161,20 @@ class NetworkGradients:
         if collect_stats and step.finite:
             if grads is None:
                 grads, _, _ = self.per_task_gradients(batch, task_index, extra)
-            jac = self.jacobian(grads)
-            if all_finite([jac]):
-                step.stats.update(aggregation.gradient_stats(jac))
+            step.stats.update(self._gradient_stats(grads))
             if self.aggregator is not None:
                 step.stats.update({f"stat/{k}": float(v) for k, v in self.aggregator.stats.items()})
         return step
+
+    def _gradient_stats(self, grads: dict[str, Tensor]) -> dict[str, float]:
+        """Stats of the shared-parameter Jacobian; reuses the Gram matrix the aggregator just
+        computed from these gradients when there is one."""
+        gram = getattr(self.aggregator, "last_gram", None)
+        if self.mode == "jacobian" and gram is not None:
+            eps = torch.finfo(grads[self.shared_names[0]].dtype).eps
+            return aggregation.gradient_stats_from_gram(gram, eps)
+        jac = self.jacobian(grads)
+        return aggregation.gradient_stats(jac) if all_finite([jac]) else {}
 
     def _compute_sum(
         self, batch: Any, task_index: Tensor, extra: tuple
@@ -204,8 +200,13 @@ class NetworkGradients:
         if not all_finite([losses, *grads.values()]):
             return NetworkStep(losses, aux.detach(), finite=False), grads
         params = self._params()
-        direction = self.aggregator(self.jacobian(grads), losses, self.task_weights)
-        write_shared_direction(direction, [params[n] for n in self.shared_names])
+        write_aggregated_gradients(
+            self.aggregator,
+            grads,
+            {n: params[n] for n in self.shared_names},
+            losses,
+            self.task_weights,
+        )
         if self.specific_names:
             write_task_specific_gradients(
                 {n: grads[n] for n in self.specific_names},

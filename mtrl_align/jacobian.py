@@ -12,6 +12,9 @@ gradients form the Jacobian ``J`` of shape [T, n] (row t = dL_t/dtheta). Two way
 After aggregation (:mod:`mtrl_align.aggregation`) the direction [n] goes back into ``.grad`` of
 the shared parameters with :func:`write_shared_direction`; task-specific parameters receive the
 sum over tasks of their per-task gradients with :func:`write_task_specific_gradients`.
+:func:`write_aggregated_gradients` does flatten + aggregate + write-back in one go on the
+per-parameter gradients of :func:`task_sliced_gradients` without building J (weighting methods
+sum the Gram matrix over parameters and write ``alpha @ block`` straight into ``.grad``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
+from mtrl_align.aggregation import Aggregator
+
 __all__ = [
     "jacobian_from_losses",
     "task_sliced_gradients",
     "flatten_task_gradients",
     "write_shared_direction",
+    "write_aggregated_gradients",
     "write_task_specific_gradients",
     "check_finite_losses",
     "select_task",
@@ -215,6 +221,47 @@ def write_shared_direction(
         chunk = direction[offset : offset + p.numel()].view_as(p).to(p.dtype)
         offset += p.numel()
         _set_grad(p, chunk, accumulate)
+
+
+def write_aggregated_gradients(
+    aggregator: Aggregator,
+    grads: Mapping[str, Tensor],
+    params: Mapping[str, Tensor],
+    losses: Tensor | None = None,
+    weights: Tensor | None = None,
+) -> None:
+    """Aggregate the per-task gradients of ``params`` and write the result into their ``.grad``.
+
+    Equivalent to ``write_shared_direction(aggregator(flatten_task_gradients(grads, names),
+    losses, weights), params)`` with ``names = list(params)``, but goes through
+    :meth:`~mtrl_align.aggregation.Aggregator.aggregate_blocks`, so weighting methods never
+    build the [T, n] Jacobian.
+
+    Args:
+        aggregator: the aggregator (its state, ``last_weights`` and ``stats`` update as usual).
+        grads: name -> per-task gradient [T, *shape] (e.g. from :func:`task_sliced_gradients`).
+        params: name -> parameter, the shared parameters to aggregate; their order defines J's
+            column order.
+        losses, weights: per-task losses [T] and pre-defined task weights [T], as for the
+            aggregator's ``__call__``.
+    """
+    missing = [name for name in params if name not in grads]
+    if missing:
+        raise ValueError(f"no gradient for parameter(s) {missing}; available: {sorted(grads)}")
+    if not params:
+        raise ValueError("params is empty; pass the shared parameters to aggregate")
+    for name, p in params.items():
+        if tuple(grads[name].shape[1:]) != tuple(p.shape):
+            raise ValueError(
+                f"per-task gradient of {name!r} has shape {tuple(grads[name].shape)}, expected "
+                f"[T, {', '.join(map(str, p.shape))}]"
+            )
+    directions = aggregator.aggregate_blocks([grads[name] for name in params], losses, weights)
+    for p, d in zip(params.values(), directions, strict=True):
+        if p.grad is None:
+            p.grad = d.to(p.dtype)  # the aggregator returns new tensors: no copy needed
+        else:
+            p.grad.copy_(d)
 
 
 def write_task_specific_gradients(

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from: {', '.join(SECTIONS)}")
+    from mtrl_align.allocator import keep_freed_memory
+
+    print(f"malloc tuning (mtrl_align.allocator): {'on' if keep_freed_memory() else 'off'}")
     results = {}
     for section in chosen:
         module = importlib.import_module(f"mtrl_align.bench.{section}")

@@ -16,12 +16,13 @@ import importlib
 import inspect
 from typing import Any
 
-from .base import Aggregator, WeightingAggregator, gram_matrix
+from .base import Aggregator, WeightingAggregator, all_finite, gram_matrix
 from .stats import gradient_stats, gradient_stats_from_gram
 
 __all__ = [
     "Aggregator",
     "WeightingAggregator",
+    "all_finite",
     "available",
     "make",
     "gradient_stats",

@@ -13,11 +13,16 @@ Conventions shared by every method:
 * ``last_weights`` [T] holds the task weights actually applied last (where the method has them),
   ``stats`` a flat dict of floats (counters, diagnostics), ``state_dict()`` everything needed to
   continue identically after a restart (RNG, EMAs, loss history ...).
+* :meth:`Aggregator.aggregate_blocks` takes J as per-parameter blocks [T, *shape_i] (what a
+  vmapped per-task backward returns) and gives one direction per block. Weighting methods never
+  concatenate the blocks: the Gram matrix is a sum over blocks and each block's direction is
+  ``alpha @ block``, which saves a [T, n] copy (at T=50 and n=343k, a 69 MB allocation that the
+  allocator page-faults in again on every update).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -55,17 +60,37 @@ class Aggregator:
         losses = self._check_losses(losses, num_tasks, J)
         task_weights = self._resolve_weights(weights, num_tasks, J)
         direction = self.aggregate(J, losses, task_weights)
-        # one float64 sum is NaN/inf iff some entry is (finite float32 entries cannot overflow
-        # it), and it is several times cheaper than isfinite(direction).all() on [n]
-        if not bool(torch.isfinite(direction.sum(dtype=torch.float64))):
-            raise ValueError(
-                f"aggregator {self.name!r} produced a non-finite direction: J contains NaN or inf"
-            )
+        self._check_directions([direction])
         return direction
+
+    def aggregate_blocks(
+        self, blocks: Sequence[Tensor], losses: Tensor | None = None, weights: Tensor | None = None
+    ) -> list[Tensor]:
+        """The same as calling the aggregator on J = cat(b.reshape(T, -1) for b in blocks).
+
+        Args:
+            blocks: per-parameter Jacobian blocks, block i of shape [T, *shape_i] (row t =
+                gradient of task t's loss w.r.t. parameter i).
+            losses, weights: as for ``__call__``.
+
+        Returns:
+            One new tensor per block, shape ``shape_i``: that parameter's part of the direction.
+        """
+        num_tasks = self._check_blocks(blocks)
+        J = torch.cat([b.detach().reshape(num_tasks, -1) for b in blocks], dim=1)
+        direction = self(J, losses, weights)
+        sizes = [b[0].numel() for b in blocks]
+        return [d.view(b.shape[1:]) for d, b in zip(direction.split(sizes), blocks, strict=True)]
 
     def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         """Method-specific part; inputs already validated. ``task_weights`` [T]."""
         raise NotImplementedError
+
+    def _check_directions(self, directions: Sequence[Tensor]) -> None:
+        if not all_finite(directions):
+            raise ValueError(
+                f"aggregator {self.name!r} produced a non-finite direction: J contains NaN or inf"
+            )
 
     # ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -109,6 +134,29 @@ class Aggregator:
             raise ValueError(f"J must be a floating-point tensor, got dtype {J.dtype}")
         return J.detach()
 
+    def _check_blocks(self, blocks: Sequence[Tensor]) -> int:
+        """Validate per-parameter Jacobian blocks [T, *shape_i]; returns T."""
+        if isinstance(blocks, Tensor) or not isinstance(blocks, Sequence) or not blocks:
+            raise ValueError(
+                "blocks must be a non-empty list of per-parameter Jacobian blocks [T, *shape]"
+            )
+        first = blocks[0]
+        for i, b in enumerate(blocks):
+            if not isinstance(b, Tensor) or b.dim() == 0 or not b.is_floating_point():
+                got = (b.dtype, tuple(b.shape)) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(f"block {i} must be a floating-point tensor [T, ...], got {got}")
+            if b.shape[0] != first.shape[0] or b.shape[0] == 0:
+                raise ValueError(
+                    f"every block needs the same task dim T >= 1: block 0 has "
+                    f"{first.shape[0]}, block {i} has {b.shape[0]}"
+                )
+            if b.dtype != first.dtype or b.device != first.device:
+                raise ValueError(
+                    f"block {i} is {b.dtype} on {b.device}, block 0 is {first.dtype} on "
+                    f"{first.device}; all blocks must share dtype and device"
+                )
+        return first.shape[0]
+
     def _check_losses(self, losses: Tensor | None, num_tasks: int, J: Tensor) -> Tensor | None:
         if losses is None:
             if self.needs_losses:
@@ -147,24 +195,60 @@ class Aggregator:
 class WeightingAggregator(Aggregator):
     """An aggregator whose direction is ``J^T alpha`` with weights ``alpha`` [T] from the Gram.
 
-    Subclasses implement :meth:`weights`; G = J J^T is computed once (one [T, n] x [n, T] matmul)
-    and kept as ``last_gram`` [T, T] (pass it to ``gradient_stats_from_gram`` to log the
-    stability metrics without recomputing it; methods that skip the Gram leave it None).
+    Subclasses implement :meth:`weights`; G = J J^T is computed once (one [T, n] x [n, T] matmul,
+    or a sum of per-block products in :meth:`aggregate_blocks`) and kept as ``last_gram``
+    [T, T] (pass it to ``gradient_stats_from_gram`` to log the stability metrics without
+    recomputing it). Methods whose weights ignore the Gram set ``uses_gram = False``; they skip
+    the product and leave ``last_gram`` None.
     """
 
     last_gram: Tensor | None = None
+    #: False where :meth:`weights` ignores the Gram matrix (it then receives None)
+    uses_gram: bool = True
 
-    def weights(self, gram: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        """Task weights alpha [T] from the Gram matrix [T, T]."""
+    def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
+        """Task weights alpha [T] from the Gram matrix [T, T] (None if ``uses_gram`` is False)."""
         raise NotImplementedError
 
     def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        gram = gram_matrix(J)
-        finite_or_raise(gram)
-        self.last_gram = gram
-        alpha = self.weights(gram, losses, task_weights).to(J.dtype)
-        self.last_weights = alpha.detach()
+        alpha = self._weights_for(lambda: gram_matrix(J), losses, task_weights, J)
         return alpha @ J
+
+    def aggregate_blocks(
+        self, blocks: Sequence[Tensor], losses: Tensor | None = None, weights: Tensor | None = None
+    ) -> list[Tensor]:
+        """:meth:`Aggregator.aggregate_blocks` without concatenating the blocks."""
+        num_tasks = self._check_blocks(blocks)
+        blocks = [b.detach() for b in blocks]
+        losses = self._check_losses(losses, num_tasks, blocks[0])
+        task_weights = self._resolve_weights(weights, num_tasks, blocks[0])
+        alpha = self._weights_for(lambda: blocks_gram(blocks), losses, task_weights, blocks[0])
+        directions = [torch.tensordot(alpha, b, dims=1) for b in blocks]
+        self._check_directions(directions)
+        return directions
+
+    def _weights_for(
+        self,
+        make_gram: Callable[[], Tensor],
+        losses: Tensor | None,
+        task_weights: Tensor,
+        like: Tensor,
+    ) -> Tensor:
+        """Weights alpha [T] in the dtype and on the device of ``like``; sets ``last_gram``
+        and ``last_weights``. A Gram matrix with NaN/inf (J has some) raises ``ValueError``
+        before :meth:`weights` can touch the method's state."""
+        gram = None
+        if self.uses_gram:
+            gram = make_gram()
+            finite_or_raise(gram)
+        self.last_gram = gram
+        alpha = self.weights(gram, losses, task_weights).to(device=like.device, dtype=like.dtype)
+        self.last_weights = alpha.detach()
+        return alpha
+
+
+#: up to this many tasks the Gram matrix is assembled from three half-size products
+SPLIT_GRAM_MAX_TASKS = 16
 
 
 def gram_matrix(J: Tensor) -> Tensor:
@@ -174,12 +258,58 @@ def gram_matrix(J: Tensor) -> Tensor:
     it is recomputed on J / max|J| and rescaled in float64, so huge but finite gradients still
     give a finite Gram matrix (float64 then).
     """
-    gram = torch.einsum("in,jn->ij", J, J)  # ~15 % faster than J @ J.T for T << n on CPU
-    if not bool(torch.isfinite(gram).all()) and bool(torch.isfinite(J).all()):
-        scale = J.abs().max()
-        scaled = J / scale
-        gram = (scaled @ scaled.T).to(torch.float64) * scale.to(torch.float64) ** 2
+    return blocks_gram([J])
+
+
+def blocks_gram(blocks: Sequence[Tensor]) -> Tensor:
+    """:func:`gram_matrix` of J = cat(b.reshape(T, -1)) for blocks [T, *shape_i], summed per
+    block (no [T, n] copy), with the same overflow handling."""
+    num_tasks = blocks[0].shape[0]
+    flat = [b.reshape(num_tasks, -1) for b in blocks]
+    gram = _accumulate_gram(flat)
+    if not bool(torch.isfinite(gram).all()) and all_finite(flat):
+        scale = max(float(f.abs().max()) for f in flat)
+        gram = _accumulate_gram([f / scale for f in flat]).to(torch.float64) * scale**2
     return 0.5 * (gram + gram.T)
+
+
+def _accumulate_gram(flat: Sequence[Tensor]) -> Tensor:
+    """sum_i F_i F_i^T for F_i [T, n_i]. For 2 <= T <= SPLIT_GRAM_MAX_TASKS the rows are split
+    in halves (A, B) and only A A^T, B B^T and A B^T are formed: 3/4 of the work, and on the
+    CPU these short-and-wide products run faster than one [T, n] x [n, T] product (measured:
+    2.4 ms instead of 3.3 ms for T = 10, n = 343k, one thread)."""
+    num_tasks = flat[0].shape[0]
+    if not 2 <= num_tasks <= SPLIT_GRAM_MAX_TASKS:
+        gram = flat[0] @ flat[0].T
+        for f in flat[1:]:
+            gram.addmm_(f, f.T)
+        return gram
+    h = num_tasks // 2
+    top = bottom = cross = None
+    for f in flat:
+        a, b = f[:h], f[h:]
+        if top is None:
+            top, bottom, cross = a @ a.T, b @ b.T, a @ b.T
+        else:
+            top.addmm_(a, a.T)
+            bottom.addmm_(b, b.T)
+            cross.addmm_(a, b.T)
+    return torch.cat([torch.cat([top, cross], dim=1), torch.cat([cross.T, bottom], dim=1)])
+
+
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """True when no tensor holds NaN or inf (one host sync in the common case).
+
+    Sums each tensor: NaN and inf propagate through a sum, and one reduction is several times
+    cheaper than ``isfinite(t).all()``. Only when some sum is not finite (NaN/inf inside, or a
+    sum of huge finite values that overflowed) is the exact elementwise test run.
+    """
+    if not tensors:
+        return True
+    sums = torch.stack([t.detach().sum() for t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def finite_or_raise(gram: Tensor) -> None:

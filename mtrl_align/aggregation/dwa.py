@@ -24,6 +24,7 @@ class DWA(WeightingAggregator):
     averaging period, default 1)."""
 
     name = "dwa"
+    uses_gram = False
     needs_losses = True
 
     def __init__(
@@ -40,11 +41,6 @@ class DWA(WeightingAggregator):
         self._sum: Tensor | None = None
         self._count = 0
         self.stats = {"nonpositive_losses": 0.0}
-
-    def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        alpha = self.weights(None, losses, task_weights).to(J.dtype)  # no Gram needed
-        self.last_weights = alpha
-        return alpha @ J
 
     def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         assert losses is not None

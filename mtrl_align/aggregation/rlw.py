@@ -20,15 +20,11 @@ class RLW(WeightingAggregator):
     """``rlw``. Options: ``task_weights``, ``seed``."""
 
     name = "rlw"
+    uses_gram = False
 
     def __init__(self, task_weights: Sequence[float] | Tensor | None = None, seed: int = 0) -> None:
         super().__init__(task_weights)
         self.random = SeededRandom(seed)
-
-    def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        alpha = self.weights(None, losses, task_weights).to(J.dtype)  # no Gram needed
-        self.last_weights = alpha
-        return alpha @ J
 
     def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         num_tasks = task_weights.shape[0]

@@ -24,6 +24,7 @@ class Uncertainty(WeightingAggregator):
     ``s_max`` (clamp, default 20)."""
 
     name = "uncertainty"
+    uses_gram = False
     needs_losses = True
 
     def __init__(
@@ -48,11 +49,6 @@ class Uncertainty(WeightingAggregator):
             )
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam([self.log_vars], lr=self.lr)
-
-    def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        alpha = self.weights(None, losses, task_weights).to(J.device, J.dtype)
-        self.last_weights = alpha
-        return alpha @ J
 
     def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         assert losses is not None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import Aggregator
+from .base import WeightingAggregator
 
 
-class Uniform(Aggregator):
+class Uniform(WeightingAggregator):
     """``uniform``: the gradient of the weighted sum of task losses, J^T w. No Gram needed."""
 
     name = "uniform"
+    uses_gram = False
 
-    def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        self.last_weights = task_weights
-        return task_weights @ J
+    def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
+        return task_weights

@@ -6,8 +6,9 @@ per task and T tasks (T = 10 and 50), float32 on the CPU. Each measured update:
 * ``summed-loss`` (the denominator): forward of all T x 128 samples, summed per-task MSE loss,
   ``backward()`` into ``.grad``.
 * ``<method>``: fused per-task gradients (:func:`mtrl_align.jacobian.task_sliced_gradients`,
-  one vmapped forward/backward), flatten to J [T, n], the aggregator, and
-  :func:`mtrl_align.jacobian.write_shared_direction` into ``.grad``.
+  one vmapped forward/backward), then the aggregator and the write-back into ``.grad``
+  (:func:`mtrl_align.jacobian.write_aggregated_gradients`: weighting methods work on the
+  per-parameter blocks of J, the others on the concatenated J [T, n]).
 * ``naive-loop`` (reference): T backward passes of ``autograd.grad`` with ``retain_graph``
   (then uniform weights and write-back).
 
@@ -29,8 +30,8 @@ from torch.func import functional_call
 
 from mtrl_align import aggregation
 from mtrl_align.jacobian import (
-    flatten_task_gradients,
     task_sliced_gradients,
+    write_aggregated_gradients,
     write_shared_direction,
 )
 
@@ -82,9 +83,7 @@ class UpdateBench:
         grads, losses, _ = task_sliced_gradients(
             _task_loss, self.params, (self.inputs, self.targets), self.critic
         )
-        J = flatten_task_gradients(grads, self.names)
-        direction = agg(J, losses=losses)
-        write_shared_direction(direction, list(self.params.values()))
+        write_aggregated_gradients(agg, grads, self.params, losses)
 
     def naive_loop(self) -> None:
         q = self.critic(self.inputs.reshape(-1, OBS_DIM + ACTION_DIM)).reshape(self.num_tasks, -1)
@@ -140,17 +139,19 @@ def measure(
 
 
 def _aggregator_only(bench: UpdateBench, methods: list[str], rounds: int) -> dict[str, float]:
-    """Median ms of the aggregator call alone on one fixed J (less noisy than full updates)."""
+    """Median ms of the aggregator call alone on one fixed set of per-task gradients, in the
+    form the update uses (blocks; less noisy than full updates)."""
     grads, losses, _ = task_sliced_gradients(
         _task_loss, bench.params, (bench.inputs, bench.targets), bench.critic
     )
-    J = flatten_task_gradients(grads, bench.names)
+    blocks = [grads[name] for name in bench.names]
     out = {}
     for name in methods:
         agg = aggregation.make(name)
-        agg(J, losses=losses)
+        agg.aggregate_blocks(blocks, losses)
         out[name] = 1e3 * statistics.median(
-            _time(lambda agg=agg: agg(J, losses=losses)) for _ in range(max(rounds, 5))
+            _time(lambda agg=agg: agg.aggregate_blocks(blocks, losses))
+            for _ in range(max(rounds, 5))
         )
     return out
 

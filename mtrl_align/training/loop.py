@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from agents.sac import MultiTaskSAC, UpdateResult
+from mtrl_align.allocator import keep_freed_memory
 from mtrl_align.config import TrainConfig, validate_train_config
 from mtrl_align.config_io import save_config
 from mtrl_align.device import resolve_device
@@ -129,6 +130,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False) -> None:
         self.config = validate_train_config(config)
         self.device = resolve_device(config.device)
+        keep_freed_memory()
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         if config.run_dir is None:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from mtrl_align import aggregation
+from mtrl_align.allocator import keep_freed_memory
 from mtrl_align.checkpointing import atomic_save, atomic_write_json, load_checkpoint
 from mtrl_align.config_io import save_config, to_dict
 from mtrl_align.device import resolve_device
@@ -105,6 +106,7 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
     if config.train.epochs < 1 or config.train.batch_size < 1:
         raise ValueError("train.epochs and train.batch_size must be >= 1")
     device = resolve_device(config.device)
+    keep_freed_memory()
     run_dir = Path(resume_dir or config.run_dir or default_run_dir(config))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
