@@ -77,14 +77,26 @@ class Aggregator:
             One new tensor per block, shape ``shape_i``: that parameter's part of the direction.
         """
         num_tasks = self._check_blocks(blocks)
-        J = torch.cat([b.detach().reshape(num_tasks, -1) for b in blocks], dim=1)
-        direction = self(J, losses, weights)
-        sizes = [b[0].numel() for b in blocks]
-        return [d.view(b.shape[1:]) for d, b in zip(direction.split(sizes), blocks, strict=True)]
+        blocks = [b.detach() for b in blocks]
+        losses = self._check_losses(losses, num_tasks, blocks[0])
+        task_weights = self._resolve_weights(weights, num_tasks, blocks[0])
+        directions = self.aggregate_flat_blocks(
+            [b.reshape(num_tasks, -1) for b in blocks], losses, task_weights
+        )
+        self._check_directions(directions)
+        return [d.view(b.shape[1:]) for d, b in zip(directions, blocks, strict=True)]
 
     def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         """Method-specific part; inputs already validated. ``task_weights`` [T]."""
         raise NotImplementedError
+
+    def aggregate_flat_blocks(
+        self, flat: list[Tensor], losses: Tensor | None, task_weights: Tensor
+    ) -> list[Tensor]:
+        """Blockwise method-specific part: J's column blocks ``flat[i]`` [T, n_i] (inputs
+        validated) -> new direction blocks [n_i]. Default: concatenate and :meth:`aggregate`."""
+        direction = self.aggregate(torch.cat(flat, dim=1), losses, task_weights)
+        return list(direction.split([f.shape[1] for f in flat]))
 
     def _check_directions(self, directions: Sequence[Tensor]) -> None:
         if not all_finite(directions):
@@ -214,18 +226,12 @@ class WeightingAggregator(Aggregator):
         alpha = self._weights_for(lambda: gram_matrix(J), losses, task_weights, J)
         return alpha @ J
 
-    def aggregate_blocks(
-        self, blocks: Sequence[Tensor], losses: Tensor | None = None, weights: Tensor | None = None
+    def aggregate_flat_blocks(
+        self, flat: list[Tensor], losses: Tensor | None, task_weights: Tensor
     ) -> list[Tensor]:
-        """:meth:`Aggregator.aggregate_blocks` without concatenating the blocks."""
-        num_tasks = self._check_blocks(blocks)
-        blocks = [b.detach() for b in blocks]
-        losses = self._check_losses(losses, num_tasks, blocks[0])
-        task_weights = self._resolve_weights(weights, num_tasks, blocks[0])
-        alpha = self._weights_for(lambda: blocks_gram(blocks), losses, task_weights, blocks[0])
-        directions = [torch.tensordot(alpha, b, dims=1) for b in blocks]
-        self._check_directions(directions)
-        return directions
+        """Without concatenating: the Gram matrix is summed over blocks, then alpha @ block."""
+        alpha = self._weights_for(lambda: blocks_gram(flat), losses, task_weights, flat[0])
+        return [alpha @ f for f in flat]
 
     def _weights_for(
         self,

@@ -70,17 +70,31 @@ class GradDrop(Aggregator):
         self.random = SeededRandom(seed)
 
     def aggregate(self, J: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
-        num_tasks = J.shape[0]
-        leak = self.leak.to(J.device, J.dtype)
+        return self.aggregate_flat_blocks([J], losses, task_weights)[0]
+
+    def aggregate_flat_blocks(
+        self, flat: list[Tensor], losses: Tensor | None, task_weights: Tensor
+    ) -> list[Tensor]:
+        """Element-wise, so block by block; U [n] is drawn at once (the same draws as for
+        the concatenated J)."""
+        first = flat[0]
+        num_tasks = first.shape[0]
+        leak = self.leak.to(first.device, first.dtype)
         if leak.dim() == 0:
             leak = leak.expand(num_tasks)
         elif leak.shape != (num_tasks,):
             raise ValueError(f"leak has {leak.numel()} entries but J has {num_tasks} tasks")
         uniform = torch.rand(
-            J.shape[1], generator=self.random.generator(J.device), dtype=J.dtype, device=J.device
+            sum(f.shape[1] for f in flat),
+            generator=self.random.generator(first.device),
+            dtype=first.dtype,
+            device=first.device,
         )
         self.last_weights = None  # element-wise method: no task weights
-        return graddrop_direction(J, task_weights, leak, uniform)
+        pieces = uniform.split([f.shape[1] for f in flat])
+        return [
+            graddrop_direction(f, task_weights, leak, u) for f, u in zip(flat, pieces, strict=True)
+        ]
 
     def _extra_state(self) -> dict[str, Any]:
         return {"random": self.random.state_dict()}
