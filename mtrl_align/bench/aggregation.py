@@ -7,8 +7,8 @@ per task and T tasks (T = 10 and 50), float32 on the CPU. Each measured update:
   ``backward()`` into ``.grad``.
 * ``<method>``: fused per-task gradients (:func:`mtrl_align.jacobian.task_sliced_gradients`,
   one vmapped forward/backward), then the aggregator and the write-back into ``.grad``
-  (:func:`mtrl_align.jacobian.write_aggregated_gradients`: weighting methods work on the
-  per-parameter blocks of J, the others on the concatenated J [T, n]).
+  (:func:`mtrl_align.jacobian.write_aggregated_gradients`: the aggregators work on the
+  per-parameter blocks of J, with no concatenated [T, n] copy).
 * ``naive-loop`` (reference): T backward passes of ``autograd.grad`` with ``retain_graph``
   (then uniform weights and write-back).
 
