@@ -17,6 +17,7 @@ import inspect
 from typing import Any
 
 from .base import Aggregator, WeightingAggregator, all_finite, gram_matrix
+from .random_source import derive_seed
 from .stats import gradient_stats, gradient_stats_from_gram
 
 __all__ = [
@@ -24,7 +25,10 @@ __all__ = [
     "WeightingAggregator",
     "all_finite",
     "available",
+    "derive_seed",
+    "is_randomized",
     "make",
+    "make_seeded",
     "gradient_stats",
     "gradient_stats_from_gram",
     "gram_matrix",
@@ -86,3 +90,20 @@ def make(name: str, **options: Any) -> Aggregator:
             f"allowed: {', '.join(allowed) if allowed else '(none)'}"
         )
     return cls(**options)
+
+
+def is_randomized(name: str) -> bool:
+    """True where aggregator ``name`` draws random numbers (it then takes a ``seed`` option)."""
+    return "seed" in options_of(name)
+
+
+def make_seeded(name: str, run_seed: int, stream: str, **options: Any) -> Aggregator:
+    """:func:`make`, with a randomized method seeded from the run seed and a stream name.
+
+    ``seed`` is set to ``derive_seed(run_seed, stream)`` unless ``options`` sets it, so every
+    run seed draws its own PCGrad orders / RLW weights / GradDrop masks, and two aggregators of
+    one run (``stream="critic"`` and ``"actor"``) draw different numbers.
+    """
+    if is_randomized(name) and options.get("seed") is None:
+        options = {**options, "seed": derive_seed(run_seed, stream)}
+    return make(name, **options)

@@ -40,6 +40,11 @@ class Aggregator:
     needs_losses: bool = False
     #: True where the method can use pre-defined task weights
     accepts_weights: bool = True
+    #: True where the method is only defined for losses >= 0 (its objective takes logs or
+    #: ratios of raw losses, or is unbounded below for L < 0). Such a method raises on a
+    #: negative loss, and the SAC agent refuses to aggregate the actor with it (the actor
+    #: loss alpha log pi - Q is negative once Q is large); see docs/aggregation.md.
+    requires_positive_losses: bool = False
 
     def __init__(self, task_weights: Sequence[float] | Tensor | None = None) -> None:
         self.task_weights = None if task_weights is None else torch.as_tensor(task_weights)

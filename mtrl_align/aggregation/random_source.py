@@ -7,6 +7,7 @@ numbers it would have drawn without the restart.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -63,3 +64,16 @@ class SeededRandom:
             if device.type == "cuda" and not torch.cuda.is_available():
                 continue  # resumed on a machine without that device; reseeded on first use
             self.generator(device).set_state(gen_state)
+
+
+def derive_seed(run_seed: int, stream: str) -> int:
+    """A seed for one random stream of a run, e.g. ``derive_seed(3, "critic")``.
+
+    Different run seeds give different seeds, and so do different stream names within one run
+    (the actor's and the critic's aggregator never draw the same numbers). Stable across
+    Python sessions and platforms (SHA-256, not ``hash``). Returns an int in [0, 2**63).
+    """
+    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
+        raise ValueError(f"run_seed must be an int, got {run_seed!r}")
+    digest = hashlib.sha256(f"{run_seed}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
