@@ -5,6 +5,10 @@ Three modes, fixed when the agent is built:
 ``sum``             the network is not aggregated, or the method is ``uniform``: one backward
                     of sum_t w_t L_t (w = pre-defined task weights, default 1). This equals the
                     uniform aggregator's J^T w without forming J.
+
+Pre-defined task weights w follow one rule in every mode: the aggregator receives w (for
+``uniform`` the direction is J^T w), and each task-specific parameter receives w_t times its
+own task's gradient.
 ``jacobian``        per-task gradients of all parameters in one fused vmapped pass
                     (:func:`mtrl_align.jacobian.task_sliced_gradients`); the shared ones form
                     J [T, n] and go through the aggregator; each task-specific parameter (head,
@@ -12,8 +16,12 @@ Three modes, fixed when the agent is built:
 ``representation``  for ``aligned-mtl-ub`` / ``mgda-ub``: the aggregator sees the gradients of
                     the losses w.r.t. the shared representation (the last hidden layer) and its
                     task weights alpha [T] are back-propagated once: shared parameters get the
-                    gradient of sum_t alpha_t L_t, task-specific ones their own (unweighted)
-                    task gradient.
+                    gradient of sum_t alpha_t L_t, task-specific ones the gradient of
+                    sum_t w_t L_t (their own task's, times w_t).
+
+A NaN/inf loss, per-task gradient or aggregated direction makes :meth:`NetworkGradients.compute`
+return ``finite=False``; it never raises for those. Callers that skip such an update restore
+the aggregator's state (see :meth:`agents.sac.MultiTaskSAC.update`).
 
 In multi-task RL each task's loss is computed on that task's own slice of the batch, so task
 t's loss depends only on its slice Z_t of the representation: the representation Jacobian is
@@ -33,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from mtrl_align import aggregation
-from mtrl_align.aggregation import all_finite
+from mtrl_align.aggregation import NonFiniteDirectionError, all_finite
 from mtrl_align.jacobian import (
     flatten_task_gradients,
     task_sliced_gradients,
@@ -125,6 +133,13 @@ class NetworkGradients:
             return losses.sum()
         return (self.task_weights * losses).sum()
 
+    def _weighted_task_gradients(self, grads: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-task gradients [T, *shape] of the task-specific parameters, row t times w_t."""
+        if self.task_weights is None:
+            return {n: grads[n] for n in self.specific_names}
+        w = self.task_weights
+        return {n: grads[n] * w.view(-1, *[1] * (grads[n].dim() - 1)) for n in self.specific_names}
+
     def per_task_gradients(
         self, batch: Any, task_index: Tensor, extra: tuple
     ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
@@ -200,16 +215,19 @@ class NetworkGradients:
         if not all_finite([losses, *grads.values()]):
             return NetworkStep(losses, aux.detach(), finite=False), grads
         params = self._params()
-        write_aggregated_gradients(
-            self.aggregator,
-            grads,
-            {n: params[n] for n in self.shared_names},
-            losses,
-            self.task_weights,
-        )
+        try:
+            write_aggregated_gradients(
+                self.aggregator,
+                grads,
+                {n: params[n] for n in self.shared_names},
+                losses,
+                self.task_weights,
+            )
+        except NonFiniteDirectionError:
+            return NetworkStep(losses, aux.detach(), finite=False), grads
         if self.specific_names:
             write_task_specific_gradients(
-                {n: grads[n] for n in self.specific_names},
+                self._weighted_task_gradients(grads),
                 {n: params[n] for n in self.specific_names},
             )
         return (
@@ -226,11 +244,22 @@ class NetworkGradients:
         if not all_finite([losses.detach()]):
             return NetworkStep(losses.detach(), aux.detach(), finite=False), None
         specific = [params[n] for n in self.specific_names]
-        first = torch.autograd.grad(losses.sum(), [*features, *specific], retain_graph=True)
-        feature_grads, specific_grads = first[: len(features)], first[len(features) :]
+        if self.task_weights is None or not specific:
+            first = torch.autograd.grad(losses.sum(), [*features, *specific], retain_graph=True)
+            feature_grads, specific_grads = first[: len(features)], first[len(features) :]
+        else:  # the representation Jacobian is unweighted; the heads get w_t-weighted gradients
+            feature_grads = torch.autograd.grad(losses.sum(), features, retain_graph=True)
+            specific_grads = torch.autograd.grad(
+                self._weighted_sum(losses), specific, retain_graph=True
+            )
         if not all_finite([*feature_grads, *specific_grads]):
             return NetworkStep(losses.detach(), aux.detach(), finite=False), None
-        self.aggregator(representation_jacobian(feature_grads), losses.detach(), self.task_weights)
+        try:
+            self.aggregator(
+                representation_jacobian(feature_grads), losses.detach(), self.task_weights
+            )
+        except NonFiniteDirectionError:
+            return NetworkStep(losses.detach(), aux.detach(), finite=False), None
         alpha = self.aggregator.last_weights
         if alpha is None:
             raise RuntimeError(

@@ -6,8 +6,20 @@ One update (all from the same pre-update parameters):
 2. per-task critic losses [T] and actor losses [T]; each network's gradient comes from
    :class:`agents.gradients.NetworkGradients` (plain sum, aggregated Jacobian, or UB);
 3. per-task temperature losses [T] (log_alpha[t] only sees task t);
-4. if any loss or gradient is NaN/inf the whole update is skipped and counted; otherwise
-   optional gradient clipping, one Adam step per network, Polyak update of the target critics.
+4. if any loss, gradient or aggregated direction is NaN/inf the whole update is skipped and
+   counted; otherwise optional gradient clipping, one Adam step per network, Polyak update of
+   the target critics.
+
+A skipped update changes nothing that learns: weights, optimiser moments, temperatures and
+every aggregator's state (GradNorm's weights, DWA's loss history, uncertainty's s, Nash-MTL's
+warm start, GradVac's EMA, the random streams of PCGrad / RLW / GradDrop) are what they were
+before it. The aggregators' states are snapshotted before they run and restored on a skip.
+Only the sampling streams (replay batch, policy noise) move on, so the next update sees a
+fresh batch.
+
+Randomised aggregators are seeded per run and per network
+(``aggregation.make_seeded(method, seed, "critic" | "actor")``): every run seed draws its own
+numbers and the critic's and actor's aggregators draw different ones.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from mtrl_align import aggregation
-from mtrl_align.config import AgentConfig, AggregationConfig
+from mtrl_align.config import AgentConfig, AggregationConfig, resolve_aggregation
 
 
 @dataclass
@@ -105,6 +117,8 @@ class MultiTaskSAC:
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.task_index = torch.arange(num_tasks, device=self.device)
 
+        aggregation_config = copy.deepcopy(aggregation_config)
+        resolve_aggregation(aggregation_config)
         task_weights = None
         if aggregation_config.task_weights is not None:
             if len(aggregation_config.task_weights) != num_tasks:
@@ -117,7 +131,9 @@ class MultiTaskSAC:
             )
         self.method = aggregation_config.method
         self.aggregators: dict[str, aggregation.Aggregator] = {
-            network: aggregation.make(aggregation_config.method, **aggregation_config.options)
+            network: aggregation.make_seeded(
+                self.method, seed, network, **aggregation_config.options
+            )
             for network in aggregation_config.networks
         }
         self.losses = SACLosses(self.actor, self.critic)
@@ -213,6 +229,7 @@ class MultiTaskSAC:
         critic_params = {n: p.detach() for n, p in self.critic.named_parameters()}
 
         self._zero_grads()
+        snapshot = self._aggregator_snapshot()
         critic_step: NetworkStep = self.gradients["critic"].compute(
             critic_batch, self.task_index, (), collect_stats
         )
@@ -233,6 +250,7 @@ class MultiTaskSAC:
         finite = critic_step.finite and actor_step.finite and self._grads_finite()
         if not finite:
             self._zero_grads()
+            self._restore_aggregators(snapshot)
             self.nonfinite_skips += 1
             self.consecutive_nonfinite += 1
             return UpdateResult(skipped=True, metrics=metrics)
@@ -257,6 +275,14 @@ class MultiTaskSAC:
                 if s.weights is not None and name in self.aggregators
             },
         )
+
+    def _aggregator_snapshot(self) -> dict[str, dict[str, Any]]:
+        """Deep copies of the aggregators' states (small: weights, EMAs, RNG states)."""
+        return {name: copy.deepcopy(agg.state_dict()) for name, agg in self.aggregators.items()}
+
+    def _restore_aggregators(self, snapshot: dict[str, dict[str, Any]]) -> None:
+        for name, agg in self.aggregators.items():
+            agg.load_state_dict(snapshot[name])
 
     @torch.no_grad()
     def _update_targets(self) -> None:

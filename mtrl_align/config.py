@@ -83,12 +83,16 @@ class AggregationConfig:
 
     method: str = "uniform"
     """Aggregator name from mtrl_align.aggregation.available(), e.g. uniform, aligned-mtl."""
-    networks: list[str] = field(default_factory=lambda: ["critic", "actor"])
-    """Networks whose shared parameters are aggregated; the others use the plain loss sum."""
+    networks: list[str] | None = None
+    """Networks whose shared parameters are aggregated; the others use the plain loss sum.
+    null: [critic, actor], or [critic] for methods only defined for losses >= 0."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword options passed to the aggregator (free-form, e.g. {c: 0.9} for cagrad)."""
     task_weights: list[float] | None = None
-    """Pre-defined task weights w [T] (in the order of env.tasks); null means all ones."""
+    """Pre-defined task weights w [T] (in the order of env.tasks); null means all ones. Task t's
+    loss counts w_t times everywhere: the aggregator gets w, and each task-specific parameter
+    (head, embedding row) gets w_t times its own task's gradient. ``options.task_weights`` is
+    the same setting (moved here when given there)."""
 
 
 @dataclass
@@ -102,7 +106,8 @@ class LoopConfig:
     batch_size_per_task: int = 128
     """Transitions sampled per task for each update (batch is [T, B, ...])."""
     buffer_capacity: int = 1_000_000
-    """Replay capacity in transitions per task."""
+    """Replay capacity in transitions, all tasks together (capacity / T per task; the oldest
+    transitions of a task are overwritten first)."""
     updates_per_env_step: int = 1
     """Gradient updates after each vector env step (once warm-up is over)."""
     checkpoint_every_env_steps: int | None = None
@@ -168,6 +173,40 @@ def _positive(key: str, value: float | int, allow_zero: bool = False) -> None:
         raise ConfigError(f"bad value for config key '{key}': {value!r}; must be {bound}")
 
 
+def default_networks(method: str) -> list[str]:
+    """Networks a method aggregates when ``aggregation.networks`` is null: both, except for
+    methods only defined for losses >= 0 (the SAC actor loss is negative once Q is large)."""
+    from mtrl_align import aggregation
+
+    if aggregation.aggregator_class(method).requires_positive_losses:
+        return ["critic"]
+    return ["critic", "actor"]
+
+
+def resolve_aggregation(agg: AggregationConfig) -> None:
+    """In place: fill in the default networks, refuse the actor for methods that need losses
+    >= 0, and keep one source of pre-defined task weights (``ConfigError`` otherwise)."""
+    from mtrl_align import aggregation
+
+    if agg.networks is None:
+        agg.networks = default_networks(agg.method)
+    for network in agg.networks:
+        _choice("aggregation.networks", network, NETWORKS)
+    if "actor" in agg.networks and aggregation.aggregator_class(agg.method).requires_positive_losses:
+        raise ConfigError(
+            f"aggregation.method={agg.method} is only defined for losses >= 0, but the SAC actor "
+            "loss (alpha log pi - Q) is negative once Q is large; use "
+            "aggregation.networks=[critic] (the default for this method)"
+        )
+    if "task_weights" in agg.options:
+        if agg.task_weights is not None:
+            raise ConfigError(
+                "pre-defined task weights are set twice (aggregation.task_weights and "
+                "aggregation.options.task_weights); keep only aggregation.task_weights"
+            )
+        agg.task_weights = list(agg.options.pop("task_weights"))
+
+
 def validate_train_config(config: TrainConfig) -> TrainConfig:
     """Check values that the type system cannot (choices, ranges); raise ``ConfigError``."""
     from mtrl_align import aggregation
@@ -212,8 +251,7 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
     _positive("agent.target_update_every", config.agent.target_update_every)
     methods = aggregation.available()
     _choice("aggregation.method", config.aggregation.method, tuple(methods))
-    for network in config.aggregation.networks:
-        _choice("aggregation.networks", network, NETWORKS)
+    resolve_aggregation(config.aggregation)
     if len(set(config.aggregation.networks)) != len(config.aggregation.networks):
         raise ConfigError(
             "bad value for config key 'aggregation.networks': "

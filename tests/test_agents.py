@@ -47,9 +47,9 @@ def make_batch(seed: int = 0) -> Batch:
     )
 
 
-def make_agent(variant="shared", method="uniform", networks=("critic", "actor"), **agent_kw):
+def make_agent(variant="shared", method="uniform", networks=None, **agent_kw):
     config = AgentConfig(variant=variant, actor_hidden=[16, 16], critic_hidden=[16, 16], **agent_kw)
-    agg = AggregationConfig(method=method, networks=list(networks))
+    agg = AggregationConfig(method=method, networks=None if networks is None else list(networks))
     return MultiTaskSAC(config, agg, T, OBS, A, device="cpu", seed=0)
 
 

@@ -229,5 +229,7 @@ def test_cli_trains_from_a_shipped_config_and_rejects_typos(nyu_root, tmp_path, 
     assert "Delta_m task-weighted" in out and "semantic/miou" in out
     assert cli_main(args[:3] + ["aggregation.metod=pcgrad"]) == 2
     assert "did you mean 'aggregation.method'" in capsys.readouterr().err
-    assert cli_main(args[:3] + [f"data.root={tmp_path / 'nowhere'}"]) == 2
+    failed_run = tmp_path / "failed"
+    assert cli_main(args[:3] + [f"data.root={tmp_path / 'nowhere'}", f"run_dir={failed_run}"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert not failed_run.exists()  # a start that fails on its dataset leaves no run directory

@@ -16,12 +16,19 @@ import importlib
 import inspect
 from typing import Any
 
-from .base import Aggregator, WeightingAggregator, all_finite, gram_matrix
+from .base import (
+    Aggregator,
+    NonFiniteDirectionError,
+    WeightingAggregator,
+    all_finite,
+    gram_matrix,
+)
 from .random_source import derive_seed
 from .stats import gradient_stats, gradient_stats_from_gram
 
 __all__ = [
     "Aggregator",
+    "NonFiniteDirectionError",
     "WeightingAggregator",
     "all_finite",
     "available",

@@ -29,6 +29,14 @@ import torch
 from torch import Tensor
 
 
+class NonFiniteDirectionError(ValueError):
+    """An aggregator produced a NaN/inf direction (J, or the method's arithmetic, overflowed).
+
+    Callers that skip bad updates (the SAC agent) catch this one and restore the aggregator's
+    state; everywhere else it is an ordinary ``ValueError``.
+    """
+
+
 class Aggregator:
     """Turns per-task gradients J [T, n] (and optionally losses [T]) into one direction [n]."""
 
@@ -105,7 +113,7 @@ class Aggregator:
 
     def _check_directions(self, directions: Sequence[Tensor]) -> None:
         if not all_finite(directions):
-            raise ValueError(
+            raise NonFiniteDirectionError(
                 f"aggregator {self.name!r} produced a non-finite direction: J contains NaN or inf"
             )
 
@@ -188,6 +196,13 @@ class Aggregator:
             )
         if not bool(torch.isfinite(losses).all()):
             raise ValueError(f"losses must be finite, got {losses.tolist()}")
+        if self.requires_positive_losses and bool((losses < 0).any()):
+            raise ValueError(
+                f"aggregator {self.name!r} is only defined for losses >= 0, got "
+                f"{[round(v, 6) for v in losses.tolist()]}; a negative loss (e.g. the SAC actor "
+                "loss) makes its objective meaningless: aggregate only non-negative losses "
+                "(aggregation.networks=[critic]) or choose another method"
+            )
         return losses
 
     def _resolve_weights(self, weights: Tensor | None, num_tasks: int, J: Tensor) -> Tensor:

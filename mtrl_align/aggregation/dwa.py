@@ -4,7 +4,11 @@ alpha_i = p_i T exp(r_i / tau) / sum_j exp(r_j / tau),  r_i = L_i(k-1) / L_i(k-2
 where L(k) is the mean loss of "period" k: with ``period=1`` every call is a period (the usual
 choice in RL); for vision set it to the iterations per epoch to get the paper's epoch-level
 version. Until two periods are complete, alpha = p. Needs the per-task losses at every call.
-Non-positive losses give r_i = 1 (``stats["nonpositive_losses"]`` counts them).
+
+Losses of any sign: r_i is computed as 1 + (L_i(k-1) - L_i(k-2)) / |L_i(k-2)|, which equals
+the paper's ratio for positive losses and keeps its meaning for negative ones (the SAC actor
+loss): a task whose loss fell fast gets r_i < 1 and less weight. Only L_i(k-2) = 0 gives
+r_i = 1 (``stats["zero_losses"]`` counts those).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .base import WeightingAggregator
-from .loss_history import loss_ratio
+from .loss_history import relative_rate
 
 
 class DWA(WeightingAggregator):
@@ -40,7 +44,7 @@ class DWA(WeightingAggregator):
         self.history: list[Tensor] = []  # mean losses of the last two complete periods
         self._sum: Tensor | None = None
         self._count = 0
-        self.stats = {"nonpositive_losses": 0.0}
+        self.stats = {"zero_losses": 0.0}
 
     def weights(self, gram: Tensor | None, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         assert losses is not None
@@ -49,8 +53,10 @@ class DWA(WeightingAggregator):
         if self.history and self.history[-1].shape != (num_tasks,):
             raise ValueError(f"dwa was used with {self.history[-1].numel()} tasks, now {num_tasks}")
         if len(self.history) == 2:
-            ratio, bad = loss_ratio(self.history[1].to(p.device), self.history[0].to(p.device))
-            self.stats["nonpositive_losses"] += bad
+            ratio, bad = relative_rate(
+                self.history[1].to(p.device), self.history[0].to(p.device)
+            )
+            self.stats["zero_losses"] += bad
             alpha = num_tasks * torch.softmax(ratio / self.temperature, dim=0) * p
         else:
             alpha = p.clone()

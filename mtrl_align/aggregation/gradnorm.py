@@ -7,7 +7,10 @@ L_grad = sum_i |w_i |g_i| - target_i| (target treated as a constant, as in the p
 w at ``min_weight`` and renormalises to sum_i w_i = sum_i p_i (p: pre-defined task weights,
 also the initial w). The norms |g_i| are those of the rows of J (all shared parameters; the
 paper uses the last shared layer -- pass only its columns to get that variant). L(0) is the
-first call's losses; non-positive losses give r_i = 1 (``stats["nonpositive_losses"]``).
+first call's losses. Only defined for losses >= 0 (``requires_positive_losses``): the training
+rate L_i / L_i(0) and its power r_i^a have no meaning for a negative loss such as the SAC actor
+loss, so a negative loss raises and the SAC agent aggregates only the critic with it. A zero
+L_i(0) gives r_i = 1 (``stats["zero_losses"]`` counts those).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class GradNorm(WeightingAggregator):
 
     name = "gradnorm"
     needs_losses = True
+    requires_positive_losses = True
 
     def __init__(
         self,
@@ -43,7 +47,7 @@ class GradNorm(WeightingAggregator):
         self.loss_weights: Tensor | None = None  # w [T], float64, CPU
         self.initial_losses: Tensor | None = None
         self._optimizer: torch.optim.Adam | None = None
-        self.stats = {"nonpositive_losses": 0.0, "gradnorm_loss": 0.0}
+        self.stats = {"zero_losses": 0.0, "gradnorm_loss": 0.0}
 
     def weights(self, gram: Tensor, losses: Tensor | None, task_weights: Tensor) -> Tensor:
         assert losses is not None
@@ -63,7 +67,7 @@ class GradNorm(WeightingAggregator):
 
         norms = gram.detach().to("cpu", torch.float64).diagonal().clamp(min=0.0).sqrt()
         inverse_rate, bad = loss_ratio(L, self.initial_losses)
-        self.stats["nonpositive_losses"] += bad
+        self.stats["zero_losses"] += bad
         relative = inverse_rate / inverse_rate.mean()
         weighted = w.detach() * norms
         target = weighted.mean() * relative**self.asymmetry

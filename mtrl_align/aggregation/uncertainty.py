@@ -4,8 +4,10 @@ Total loss sum_i p_i (1/2 exp(-s_i) L_i + 1/2 s_i) with learned log-variances s 
 The shared-parameter direction is J^T alpha with alpha_i = p_i / 2 exp(-s_i) (s before this
 call's update); s is then updated in place with Adam on its own gradient
 p_i / 2 (1 - exp(-s_i) L_i). The log-variances and Adam's moments are in ``state_dict``.
-The objective assumes non-negative losses (with L_i < 0 it decreases without bound in s_i);
-``s`` is clamped to [-``s_max``, ``s_max``] to keep exp(-s) finite.
+Only defined for losses >= 0 (``requires_positive_losses``): the objective is a Gaussian
+negative log-likelihood, and with L_i < 0 it decreases without bound as s_i -> -inf (weights
+grow to exp(s_max)); a negative loss raises, and the SAC agent aggregates only the critic with
+it. ``s`` is clamped to [-``s_max``, ``s_max``] to keep exp(-s) finite.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Uncertainty(WeightingAggregator):
     name = "uncertainty"
     uses_gram = False
     needs_losses = True
+    requires_positive_losses = True
 
     def __init__(
         self,

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or pass w to the aggregator",
     )
     syn.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
+    syn.add_argument(
+        "--seed", type=int, default=0, help="seeds randomised aggregators (pcgrad, rlw, ...)"
+    )
     syn.add_argument("--json", type=Path, default=None, help="write final points + trajectories")
     syn.add_argument("--plot", type=Path, default=None, help="draw trajectories (PNG/PDF)")
     syn.set_defaults(func=run_synthetic_command)
@@ -114,6 +117,7 @@ def run_synthetic_command(args: argparse.Namespace) -> int:
         lr=args.lr,
         weighting=args.weighting,
         device=args.device,
+        seed=args.seed,
     )
     a = weights[0] / sum(weights)
     optimum = weighted_optimum(a)

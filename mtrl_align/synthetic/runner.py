@@ -114,6 +114,7 @@ def run_synthetic(
     dtype: torch.dtype = torch.float32,
     aggregator_options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    seed: int = 0,
 ) -> SyntheticResult:
     """Run Adam on the aggregated gradient from each start with its task weights.
 
@@ -131,6 +132,7 @@ def run_synthetic(
             tolerance follows it).
         aggregator_options: keyword options for ``aggregation.make``.
         progress: called with the step index after every step (e.g. a tqdm update).
+        seed: seeds randomised aggregators; run i draws from ``derive_seed(seed, "run<i>")``.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; choose from: {', '.join(WEIGHTINGS)}")
@@ -148,7 +150,9 @@ def run_synthetic(
         raise ValueError(f"task weights must be >= 0, got {weights_np.tolist()}")
     options = dict(aggregator_options or {})
     num_runs = starts_np.shape[0]
-    aggregators = [aggregation.make(method, **options) for _ in range(num_runs)]
+    aggregators = [
+        aggregation.make_seeded(method, seed, f"run{i}", **options) for i in range(num_runs)
+    ]
     if weighting == "aggregator" and not aggregators[0].accepts_weights:
         raise ValueError(
             f"aggregator {method!r} does not take pre-defined task weights; "

@@ -108,20 +108,21 @@ def train(config: VisionConfig, resume_dir: str | Path | None = None) -> Path:
     device = resolve_device(config.device)
     keep_freed_memory()
     run_dir = Path(resume_dir or config.run_dir or default_run_dir(config))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
-    if resume_dir is None:
-        if (run_dir / "checkpoints" / "latest.pt").exists():
-            raise ValueError(
-                f"run directory '{run_dir}' already holds a run; resume it or pick another run_dir"
-            )
-        save_config(config, run_dir / "config.yaml")
-
+    if resume_dir is None and (run_dir / "checkpoints" / "latest.pt").exists():
+        raise ValueError(
+            f"run directory '{run_dir}' already holds a run; resume it or pick another run_dir"
+        )
     torch.manual_seed(config.seed)
+    # datasets first: a missing or malformed dataset folder fails before any run dir exists
     train_set = build_dataset(config.data, config.data.train_split, train=True, seed=config.seed)
     eval_set = build_dataset(config.data, config.data.eval_split, train=False, seed=config.seed)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if resume_dir is None:
+        save_config(config, run_dir / "config.yaml")
     model = build_model(config.model, spec).to(device)
-    aggregator = aggregation.make(config.aggregation.method, **dict(config.aggregation.options))
+    aggregator = aggregation.make_seeded(
+        config.aggregation.method, config.seed, "model", **dict(config.aggregation.options)
+    )
     updater = MultiTaskGradient(
         model,
         spec,
