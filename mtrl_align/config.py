@@ -192,7 +192,8 @@ def resolve_aggregation(agg: AggregationConfig) -> None:
         agg.networks = default_networks(agg.method)
     for network in agg.networks:
         _choice("aggregation.networks", network, NETWORKS)
-    if "actor" in agg.networks and aggregation.aggregator_class(agg.method).requires_positive_losses:
+    needs_nonnegative = aggregation.aggregator_class(agg.method).requires_positive_losses
+    if "actor" in agg.networks and needs_nonnegative:
         raise ConfigError(
             f"aggregation.method={agg.method} is only defined for losses >= 0, but the SAC actor "
             "loss (alpha log pi - Q) is negative once Q is large; use "
