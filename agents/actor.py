@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from agents.networks import TaskConditionedMLP
+from agents.networks import build_network
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -17,8 +18,10 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 class TanhGaussianActor(nn.Module):
     """pi(a | s, task) = tanh(u), u ~ N(mean(s, task), diag(std(s, task)^2)).
 
-    The log standard deviation is squashed into [log_std_min, log_std_max] with a tanh, so it
-    stays bounded without a hard clamp (whose gradient would vanish).
+    Mean and log-std come from one network of ``variant`` (built by
+    :func:`agents.networks.build_network`; ``options`` are its architecture options). The log
+    standard deviation is squashed into [log_std_min, log_std_max] with a tanh, so it stays
+    bounded without a hard clamp (whose gradient would vanish).
     """
 
     def __init__(
@@ -32,13 +35,13 @@ class TanhGaussianActor(nn.Module):
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
         generator: torch.Generator | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
-        self.is_task_specific = TaskConditionedMLP.is_task_specific
-        self.net = TaskConditionedMLP(
+        self.net = build_network(
             variant,
             obs_dim,
             num_tasks,
@@ -47,7 +50,9 @@ class TanhGaussianActor(nn.Module):
             out_dim=2 * action_dim,
             embedding_dim=embedding_dim,
             generator=generator,
+            options=options,
         )
+        self.is_task_specific = self.net.is_task_specific
 
     def forward(self, obs: Tensor, task_index: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor]]:
         """Gaussian parameters before the tanh.

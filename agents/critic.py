@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from agents.networks import TaskConditionedMLP
+from agents.networks import build_network
 
 
 class TwinCritic(nn.Module):
-    """Two independent Q(s, a, task) networks (``q1``, ``q2``), each a TaskConditionedMLP."""
+    """Two independent Q(s, a, task) networks (``q1``, ``q2``) of ``variant``, built by
+    :func:`agents.networks.build_network` (``options``: its architecture options)."""
 
     def __init__(
         self,
@@ -22,10 +24,11 @@ class TwinCritic(nn.Module):
         hidden: Sequence[int],
         embedding_dim: int = 50,
         generator: torch.Generator | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.q1, self.q2 = (
-            TaskConditionedMLP(
+            build_network(
                 variant,
                 obs_dim,
                 num_tasks,
@@ -34,10 +37,11 @@ class TwinCritic(nn.Module):
                 out_dim=1,
                 embedding_dim=embedding_dim,
                 generator=generator,
+                options=options,
             )
             for _ in range(2)
         )
-        self.is_task_specific = TaskConditionedMLP.is_task_specific
+        self.is_task_specific = self.q1.is_task_specific
 
     def forward(
         self, obs: Tensor, action: Tensor, task_index: Tensor

@@ -1,4 +1,4 @@
-"""Task-conditioned MLPs for multi-task SAC, in three variants.
+"""Task-conditioned networks for multi-task SAC: the three MLP variants and the factory.
 
 ``shared``       one network for all tasks; the observation keeps its one-hot task id.
 ``task-encoder`` the one-hot id is replaced by a learned task embedding [T, D] (task-specific),
@@ -13,18 +13,29 @@ Every forward takes ``task_index`` and works in two modes:
 
 Shared parameters are everything except the task embedding and the heads
 (:meth:`TaskConditionedMLP.is_task_specific`).
+
+:func:`build_network` is the one place actors and critics get their networks from: it builds a
+:class:`TaskConditionedMLP` for the three variants above and the architectures of
+:mod:`agents.architectures` (``soft-modules``, ``care``, ``moore``, ``paco``, ``film``) for the
+others; all of them share the forward contract and ``is_task_specific(name)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-VARIANTS = ("shared", "task-encoder", "multi-head")
+MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
+"""Variants built as a :class:`TaskConditionedMLP`."""
+VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
+"""Every network variant :func:`build_network` knows."""
+NETWORK_OPTIONS = ("num_experts", "num_modules", "num_module_layers", "module_hidden")
+"""Architecture options (``AgentConfig`` fields of the same name; None = the variant's default)."""
 TASK_SPECIFIC_PREFIXES = ("task_embedding", "heads.")
 
 
@@ -67,9 +78,10 @@ class TaskConditionedMLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
+        if variant not in MLP_VARIANTS:
             raise ValueError(
-                f"unknown network variant {variant!r}; choose from: {', '.join(VARIANTS)}"
+                f"unknown network variant {variant!r} for TaskConditionedMLP; choose from: "
+                f"{', '.join(MLP_VARIANTS)} (build_network knows {', '.join(VARIANTS)})"
             )
         if obs_dim <= num_tasks:
             raise ValueError(
@@ -156,3 +168,66 @@ class TaskConditionedMLP(nn.Module):
             return F.linear(h, weight, bias), h
         # weight [T, o, h], h [T, N, h]
         return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2)), h
+
+
+def network_options(config: Any) -> dict[str, int]:
+    """The architecture options set (not None) on an ``AgentConfig``, for :func:`build_network`."""
+    values = {name: getattr(config, name, None) for name in NETWORK_OPTIONS}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def build_network(
+    variant: str,
+    obs_dim: int,
+    num_tasks: int,
+    extra_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    embedding_dim: int = 50,
+    generator: torch.Generator | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The task-conditioned network of ``variant`` (arguments as for :class:`TaskConditionedMLP`).
+
+    Args:
+        options: architecture options (:data:`NETWORK_OPTIONS`); a missing or None entry means
+            the variant's MT10 default. The MLP variants take none.
+
+    Returns:
+        A module with ``forward(obs, extra, task_index) -> (out, features)`` and
+        ``is_task_specific(name)``.
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(NETWORK_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown network option(s) {unknown}; choose from: {', '.join(NETWORK_OPTIONS)}"
+        )
+    if variant in MLP_VARIANTS:
+        if options:
+            raise ValueError(
+                f"network option(s) {sorted(options)} do not apply to variant {variant!r}"
+            )
+        return TaskConditionedMLP(
+            variant,
+            obs_dim,
+            num_tasks,
+            extra_dim=extra_dim,
+            hidden=hidden,
+            out_dim=out_dim,
+            embedding_dim=embedding_dim,
+            generator=generator,
+        )
+    from agents.architectures import build_architecture
+
+    return build_architecture(
+        variant,
+        obs_dim=obs_dim,
+        num_tasks=num_tasks,
+        extra_dim=extra_dim,
+        hidden=hidden,
+        out_dim=out_dim,
+        embedding_dim=embedding_dim,
+        generator=generator,
+        options=options,
+    )

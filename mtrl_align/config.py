@@ -16,7 +16,7 @@ from typing import Any
 
 from mtrl_align.config_io import ConfigError, load_config, to_dict
 
-VARIANTS = ("shared", "task-encoder", "multi-head")
+VARIANTS = ("shared", "task-encoder", "multi-head", "soft-modules", "care", "moore", "paco", "film")
 NETWORKS = ("critic", "actor")
 REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
@@ -46,13 +46,21 @@ class AgentConfig:
     """Multi-task SAC networks and their optimisation."""
 
     variant: str = "shared"
-    """Network layout: shared (one-hot input), task-encoder (learned embedding) or multi-head."""
+    """Network layout: shared, task-encoder, multi-head, soft-modules, care, moore, paco or film."""
     actor_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of the actor MLP."""
     critic_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of each of the two critic MLPs."""
     task_embedding_dim: int = 50
-    """Size of the learned task embedding (task-encoder variant only)."""
+    """Size of the learned task embedding (task-encoder, care, film variants)."""
+    num_experts: int | None = None
+    """Experts (moore), encoders (care) or parameter sets (paco); null = MT10 default 4 / 6 / 5."""
+    num_modules: int | None = None
+    """Modules per layer of soft-modules; null = MT10 default 2."""
+    num_module_layers: int | None = None
+    """Layers of modules of soft-modules; null = MT10 default 2."""
+    module_hidden: int | None = None
+    """Width of each soft-modules module and of its routing network; null = MT10 default 256."""
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
@@ -208,6 +216,14 @@ def resolve_aggregation(agg: AggregationConfig) -> None:
         agg.task_weights = list(agg.options.pop("task_weights"))
 
 
+_NETWORK_OPTION_VARIANTS = {
+    "num_experts": ("care", "moore", "paco"),
+    "num_modules": ("soft-modules",),
+    "num_module_layers": ("soft-modules",),
+    "module_hidden": ("soft-modules",),
+}
+
+
 def validate_train_config(config: TrainConfig) -> TrainConfig:
     """Check values that the type system cannot (choices, ranges); raise ``ConfigError``."""
     from mtrl_align import aggregation
@@ -229,6 +245,16 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
             f"bad value for config key 'env.tasks': duplicate names in {config.env.tasks}"
         )
     _choice("agent.variant", config.agent.variant, VARIANTS)
+    for key, variants in _NETWORK_OPTION_VARIANTS.items():
+        value = getattr(config.agent, key)
+        if value is None:
+            continue
+        _positive(f"agent.{key}", value)
+        if config.agent.variant not in variants:
+            raise ConfigError(
+                f"config key 'agent.{key}' only applies to variant(s) {', '.join(variants)}; "
+                f"agent.variant is {config.agent.variant!r} (set it to null)"
+            )
     for key in ("actor_hidden", "critic_hidden"):
         widths = getattr(config.agent, key)
         if not widths or any(w <= 0 for w in widths):

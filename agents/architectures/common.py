@@ -1,0 +1,126 @@
+"""Building blocks shared by the architectures: initialisation, stacked linear layers, MLPs
+kept as parameter lists, per-task linear maps, and the shared / task-specific split.
+
+Every helper works with any number of leading dims, so one forward serves both modes of the
+network contract (one task: inputs [N, d]; all tasks: inputs [T, N, d]) and ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from agents.networks import _rows, _uniform_
+
+__all__ = [
+    "TaskConditioned",
+    "join",
+    "mlp",
+    "parameter",
+    "rows",
+    "run_mlp",
+    "task_linear",
+]
+
+rows = _rows
+
+
+def parameter(shape: Sequence[int], fan_in: int, generator: torch.Generator) -> nn.Parameter:
+    """A parameter drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's Linear default)."""
+    param = nn.Parameter(torch.empty(*shape))
+    _uniform_(param, fan_in, generator)
+    return param
+
+
+def mlp(
+    widths: Sequence[int], generator: torch.Generator, stack: int | None = None
+) -> nn.ParameterList:
+    """Weights and biases ``[w0, b0, w1, b1, ...]`` of an MLP with layer sizes ``widths``.
+
+    With ``stack = k`` every tensor gets a leading dim k (k independent MLPs, e.g. experts):
+    weights [k, out, in], biases [k, out].
+    """
+    lead = () if stack is None else (stack,)
+    params = nn.ParameterList()
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+        params.append(parameter((*lead, fan_out, fan_in), fan_in, generator))
+        params.append(parameter((*lead, fan_out), fan_in, generator))
+    return params
+
+
+def run_mlp(h: Tensor, params: nn.ParameterList, activate_last: bool) -> Tensor:
+    """Apply an :func:`mlp` (ReLU between layers; after the last one too if ``activate_last``).
+
+    Stacked MLPs (weights [k, out, in]) take h [..., in], the same input for every member,
+    and return [..., k, out].
+    """
+    count = len(params) // 2
+    for i in range(count):
+        weight, bias = params[2 * i], params[2 * i + 1]
+        if weight.dim() == 2:
+            h = F.linear(h, weight, bias)
+        elif i == 0:  # one input for all k members
+            h = torch.einsum("...i,koi->...ko", h, weight) + bias
+        else:  # member j's input is its own previous output h[..., j, :]
+            h = torch.einsum("...ki,koi->...ko", h, weight) + bias
+        if i < count - 1 or activate_last:
+            h = torch.relu(h)
+    return h
+
+
+def task_linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``h W^T + b`` with a per-task weight: h [N, i], W [o, i], b [o] (one task) or
+    h [T, N, i], W [T, o, i], b [T, o] (all tasks) -> [(T,) N, o]."""
+    return torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+
+
+def join(state: Tensor, *parts: Tensor | None) -> Tensor:
+    """Concatenate ``state`` [..., N, s] with the given parts (skipping None) on the last dim."""
+    return torch.cat([state, *(p for p in parts if p is not None)], dim=-1)
+
+
+def per_sample(row: Tensor, like: Tensor) -> Tensor:
+    """A task row [D] or [T, D] repeated over the sample axis of ``like`` [(T,) N, ...]."""
+    return row.unsqueeze(-2).expand(*like.shape[:-1], row.shape[-1])
+
+
+def xavier_bound(fan_in: int, fan_out: int) -> float:
+    """Glorot-uniform bound sqrt(6 / (fan_in + fan_out))."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+class TaskConditioned(nn.Module):
+    """Base of the architectures: the input split and the shared / task-specific rule.
+
+    Subclasses list the names of their task-specific parameters (tensors whose rows are
+    indexed by the task: embedding tables, composition weights, per-task heads) in
+    ``TASK_SPECIFIC``; every other parameter is used by all tasks and is shared.
+    """
+
+    TASK_SPECIFIC: tuple[str, ...] = ()
+
+    def __init__(self, obs_dim: int, num_tasks: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        if obs_dim <= num_tasks:
+            raise ValueError(
+                f"obs_dim={obs_dim} must exceed num_tasks={num_tasks} (state + one-hot task id)"
+            )
+        if not hidden or any(int(w) <= 0 for w in hidden):
+            raise ValueError(f"hidden must list one or more widths > 0, got {list(hidden)}")
+        self.obs_dim = obs_dim
+        self.num_tasks = num_tasks
+        self.state_dim = obs_dim - num_tasks
+        self.hidden = [int(w) for w in hidden]
+
+    @classmethod
+    def is_task_specific(cls, name: str) -> bool:
+        """True for a parameter (full dotted name, any prefix) used by one task per row."""
+        return any(part in cls.TASK_SPECIFIC for part in name.split("."))
+
+    def state(self, obs: Tensor) -> Tensor:
+        """The observation without its trailing one-hot task id: [..., state_dim]."""
+        return obs[..., : self.state_dim]
