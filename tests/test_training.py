@@ -209,3 +209,13 @@ def test_cli_errors_and_evaluate(reference_run, tiny_config_path, tmp_path, caps
         "reach-v3",
         "drawer-close-v3",
     }
+
+
+def test_buffer_capacity_is_the_total_over_tasks(reference_run):
+    """train.buffer_capacity counts transitions of all tasks together (config docstring)."""
+    checkpoint = torch.load(RunFiles(reference_run).latest, weights_only=False)
+    buffer = checkpoint["buffer"]
+    saved = yaml.safe_load(RunFiles(reference_run).config.read_text())
+    num_tasks = len(saved["env"]["tasks"])
+    assert buffer["num_tasks"] == num_tasks
+    assert num_tasks * buffer["capacity_per_task"] == saved["train"]["buffer_capacity"]
