@@ -59,6 +59,20 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "dwa": ("dwa", "DWA"),
     "uncertainty": ("uncertainty", "Uncertainty"),
     "gradnorm": ("gradnorm", "GradNorm"),
+    "famo": ("famo", "FAMO"),
+    "fairgrad": ("fairgrad", "FairGrad"),
+    "upgrad": ("upgrad", "UPGrad"),
+    "dualproj": ("dualproj", "DualProj"),
+    "config-grad": ("config_grad", "ConFIG"),
+    "sdmgrad": ("sdmgrad", "SDMGrad"),
+    "moco": ("moco", "MoCo"),
+    "modo": ("modo", "MoDo"),
+    "stch": ("stch", "STCH"),
+    "db-mtl": ("db_mtl", "DBMTL"),
+    "excess-mtl": ("excess_mtl", "ExcessMTL"),
+    "imtl-l": ("imtl_l", "IMTLL"),
+    "imtl": ("imtl", "IMTL"),
+    "gls": ("gls", "GLS"),
 }
 
 
