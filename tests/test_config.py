@@ -36,7 +36,16 @@ def test_methods_named_in_the_issue_have_configs():
     variants = {load_train_config(p).agent.variant for p in CONFIGS}
     wanted = {"uniform", "pcgrad", "cagrad", "nash-mtl", "imtl-g", "mgda", "gradops"}
     assert wanted | {"aligned-mtl", "aligned-mtl-ub"} <= methods
-    assert variants == {"shared", "task-encoder", "multi-head"}
+    assert variants == {
+        "shared",
+        "task-encoder",
+        "multi-head",
+        "soft-modules",
+        "care",
+        "moore",
+        "paco",
+        "film",
+    }
     paper = [load_train_config(p) for p in CONFIGS if "paper" in p.name]
     assert paper and paper[0].env.max_episode_steps == 150 and paper[0].env.reward_version == "v1"
 
