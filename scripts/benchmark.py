@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("aggregation", "runner", "training")
+SECTIONS = ("aggregation", "runner", "training", "variants")
 
 
 def main(argv: list[str] | None = None) -> int:
