@@ -186,7 +186,7 @@ def test_gls_weights_are_the_gradient_of_the_geometric_mean(dtype):
 
 @pytest.mark.parametrize("mu", [0.1, 1.0, 10.0])
 def test_stch_weights_are_the_gradient_of_the_smooth_tchebycheff(mu):
-    agg = aggregation.make("stch", mu=mu)
+    agg = aggregation.make("stch", mu=mu, ideal="running-min")
     J = random_jacobian(4, 10, torch.float64)
     p = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
     history = [torch.tensor(v, dtype=torch.float64) for v in ([1, -2, 3, 0.5], [0.5, -1, 4, 0])]

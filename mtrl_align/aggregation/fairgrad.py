@@ -16,7 +16,8 @@ equations are homogeneous). Tasks with p_i = 0 get w_i = 0.
 
 Failure handling (never silent, never stale weights): F has no minimiser when a task gradient
 is zero or gradients are exactly opposite. If Newton does not reach
-|G w - c w^(-1/alpha)|_inf <= tol |c w^(-1/alpha)|_inf, it is repeated on G + ridge I
+|w (G w - c w^(-1/alpha))|_inf <= tol |c w^(1-1/alpha)|_inf with all w <= 1e8 (normalised G),
+it is repeated on G + ridge I
 (normalised G; ``stats["ridge_fallbacks"]``), and if that fails too w = p (linear
 scalarisation, ``stats["uniform_fallbacks"]``); ``stats["solver_failures"]`` counts both, and a
 ``RuntimeWarning`` is issued.
@@ -32,6 +33,9 @@ import torch
 from torch import Tensor
 
 from .base import WeightingAggregator
+
+#: largest weight accepted as a solution on the normalised Gram matrix (mean diagonal 1)
+W_MAX = 1e8
 
 
 def fair_newton(
@@ -50,7 +54,7 @@ def fair_newton(
     for _ in range(max_iter):
         pull = c * w**-k
         grad = G @ w - pull
-        if np.max(np.abs(grad)) <= tol * np.max(pull):
+        if converged(w, grad, pull, tol):
             return w, True
         hess = G + np.diag(k * pull / w)
         try:
@@ -61,14 +65,27 @@ def fair_newton(
         neg = step < 0
         if np.any(neg):
             t = min(1.0, 0.99 * float(np.min(-w[neg] / step[neg])))
-        f0, slope = objective(w), float(grad @ step)
-        while t > 1e-14 and objective(w + t * step) > f0 + 1e-4 * t * slope:
+        f0, slope, g0 = objective(w), float(grad @ step), float(np.abs(grad).max())
+        while t > 1e-14:
+            new = w + t * step
+            # Armijo on F; near the solution F's decrease drowns in rounding, so a step that
+            # shrinks the residual is accepted too
+            if objective(new) <= f0 + 1e-4 * t * slope:
+                break
+            if np.abs(G @ new - c * new**-k).max() < g0:
+                break
             t *= 0.5
         if t <= 1e-14 or not np.all(np.isfinite(w + t * step)):
             return w, False
         w = w + t * step
     pull = c * w**-k
-    return w, bool(np.max(np.abs(G @ w - pull)) <= tol * np.max(pull))
+    return w, converged(w, G @ w - pull, pull, tol)
+
+
+def converged(w: np.ndarray, residual: np.ndarray, pull: np.ndarray, tol: float) -> bool:
+    """|w * residual|_inf <= tol |w * pull|_inf (scale-free), and w bounded (<= W_MAX on the
+    normalised Gram: a zero task gradient sends its w_i to infinity, which is a failure)."""
+    return bool(np.max(np.abs(w * residual)) <= tol * np.max(w * pull) and np.max(w) <= W_MAX)
 
 
 class FairGrad(WeightingAggregator):

@@ -13,10 +13,10 @@ weights are computed. The reference recomputes the losses after the parameter st
 batch (an extra forward pass); here the next call's losses (a new batch) stand in for them, as
 in LibMTL's FAMO.
 
-Only defined for L~ > 0 (it takes log L~ and 1/L~): ``requires_positive_losses``; a loss below
-``min_losses`` raises ``ValueError`` (the reference's ``min_losses``, default 0, is the lower
-bound the paper allows to shift the losses by). Logits, Adam state and the previous losses are
-in ``state_dict``.
+Only defined for L~ > 0 (it takes log L~ and 1/L~): ``requires_positive_losses``, so a negative
+loss raises ``ValueError`` (in the base class), and so does a loss below ``min_losses`` (the
+reference's known lower bounds of the losses, default 0, subtracted before the log).
+Logits, Adam state and the previous losses are in ``state_dict``.
 """
 
 from __future__ import annotations
