@@ -37,6 +37,7 @@ from agents.actor import TanhGaussianActor, sample_tanh_gaussian
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
+from agents.networks import network_options
 from mtrl_align import aggregation
 from mtrl_align.config import AgentConfig, AggregationConfig, resolve_aggregation
 
@@ -94,6 +95,7 @@ class MultiTaskSAC:
             log_std_min=config.log_std_min,
             log_std_max=config.log_std_max,
             generator=init_generator,
+            options=network_options(config),
         ).to(self.device)
         self.critic = TwinCritic(
             config.variant,
@@ -103,6 +105,7 @@ class MultiTaskSAC:
             config.critic_hidden,
             embedding_dim=config.task_embedding_dim,
             generator=init_generator,
+            options=network_options(config),
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(

@@ -352,11 +352,6 @@ def test_options_reach_actor_and_critic_networks():
     assert defaults.q1.module_hidden == 256
 
 
-@pytest.mark.xfail(
-    reason="agents/sac.py does not yet pass options=network_options(config) to the actor and "
-    "critic (issue 16); until then the variants run with their MT10 defaults",
-    strict=False,
-)
 def test_agent_config_options_reach_the_agent():
     agent = make_agent("moore", num_experts=3)
     assert agent.actor.net.task_weights.shape == (T, 3)
