@@ -78,3 +78,18 @@ def test_foreign_or_missing_files_are_clear_errors(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"\x00\x01 not torch")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_run_checkpoint(tmp_path / "garbage.pt", config, TASKS)
+
+
+def test_checkpoint_from_before_a_config_key_was_added_still_resumes(tmp_path):
+    """A key added to the schema later (saved config lacks it, fingerprint differs) counts as
+    its default; a real difference is still refused."""
+    config = load_train_config(None)
+    meta = run_meta(config, TASKS, "latest")
+    del meta["config"]["train"]["warmup_env_steps"]  # as if the key did not exist back then
+    meta["fingerprint"] = "written-by-older-code"
+    path = tmp_path / "latest.pt"
+    save_checkpoint({"meta": meta, "value": 3}, path)
+    assert load_run_checkpoint(path, config, TASKS)["value"] == 3
+    changed = load_train_config(None, ["train.warmup_env_steps=7"])
+    with pytest.raises(CheckpointError, match="train.warmup_env_steps is 1500 there, 7 here"):
+        load_run_checkpoint(path, changed, TASKS)

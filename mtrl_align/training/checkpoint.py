@@ -78,12 +78,14 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[
         return out
 
     saved_flat, current_flat = flat(saved), flat(current)
+    defaults = flat(to_dict(TrainConfig()))  # a key added after the checkpoint: its default
     lines = []
     for key in sorted(set(saved_flat) | set(current_flat)):
         top, _, rest = key.partition(".")
         if key in _SESSION_KEYS or (top == "train" and rest in _SESSION_LOOP_KEYS):
             continue
-        there, here = saved_flat.get(key, "<absent>"), current_flat.get(key, "<absent>")
+        there = saved_flat.get(key, defaults.get(key, "<absent>"))
+        here = current_flat.get(key, defaults.get(key, "<absent>"))
         if there != here:
             lines.append(f"{key} is {there!r} there, {here!r} here")
     return lines
@@ -114,7 +116,10 @@ def load_run_checkpoint(
             f"this config has {list(task_names)}"
         )
     if meta.get("fingerprint") != config_fingerprint(config):
-        differences = _config_differences(meta.get("config", {}), to_dict(config))
-        shown = "; ".join(differences[:6]) or "config fingerprint differs"
-        raise CheckpointError(f"checkpoint '{path}' was written with another config: {shown}")
+        # The fingerprint also changes when config keys were added since (at defaults that
+        # keep the old behaviour); only real differences of the saved config count.
+        differences = _config_differences(meta.get("config") or {}, to_dict(config))
+        if differences or not meta.get("config"):
+            shown = "; ".join(differences[:6]) or "config fingerprint differs"
+            raise CheckpointError(f"checkpoint '{path}' was written with another config: {shown}")
     return state
