@@ -4,4 +4,4 @@ Every module exposes ``register(subparsers)`` which adds its parser(s) and sets
 ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
 """
 
-COMMAND_MODULES = ("train", "synthetic", "sweep", "vision")
+COMMAND_MODULES = ("train", "synthetic", "sweep", "archive", "vision")

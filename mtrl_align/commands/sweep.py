@@ -209,6 +209,12 @@ def _register_report(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
     parser.add_argument(
+        "--no-stability",
+        action="store_true",
+        help="leave out the gradient-stability and wall-time sections (they read each run's "
+        "scalars.jsonl or TensorBoard events)",
+    )
+    parser.add_argument(
         "--bootstrap-seed", type=int, default=0, help="seed of the IQM bootstrap (default 0)"
     )
     parser.set_defaults(func=_run_report)
@@ -223,8 +229,11 @@ def _run_report(args: argparse.Namespace) -> int:
         metric=args.metric,
         bootstrap_seed=args.bootstrap_seed,
         with_plots=not args.no_plots,
+        with_stability=not args.no_stability,
     )
     print(report.markdown.read_text(), end="")
     print(f"\nwrote {report.markdown}, {report.csv}", end="")
+    if report.stability_csv is not None:
+        print(f", {report.stability_csv}", end="")
     print("".join(f", {p}" for p in report.plots))
     return 0

@@ -21,6 +21,7 @@ RUN_TIME_KEYS = (
     "device",
     "num_threads",
     "env.vector_strategy",
+    "env.num_workers",
     "train.progress_bar",
     "train.log_every_updates",
     "train.checkpoint_every_env_steps",
@@ -71,8 +72,20 @@ def _is_run_time(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RUN_TIME_KEYS)
 
 
-def _identity(run: RunRecord) -> tuple:
-    flat = flatten_config(run.config)
+def _defaults() -> dict[str, object]:
+    """Dotted leaves of the default ``TrainConfig`` (empty if it cannot be built)."""
+    try:
+        from mtrl_align.config import TrainConfig
+        from mtrl_align.config_io import to_dict
+
+        return flatten_config(to_dict(TrainConfig()))
+    except Exception:  # noqa: BLE001 - grouping still works, only without the fill-in
+        return {}
+
+
+def _identity(run: RunRecord, defaults: dict[str, object] | None = None) -> tuple:
+    # Keys a saved config lacks (added to the config after the run) count as their defaults.
+    flat = {**(defaults or {}), **flatten_config(run.config)}
     return tuple(sorted((k, v) for k, v in flat.items() if not _is_run_time(k)))
 
 
@@ -83,8 +96,9 @@ def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
         ValueError: two runs of one row have the same seed (the message names both).
     """
     by_identity: dict[tuple, list[RunRecord]] = {}
+    defaults = _defaults()
     for run in runs:
-        by_identity.setdefault(_identity(run), []).append(run)
+        by_identity.setdefault(_identity(run, defaults), []).append(run)
     by_method: dict[str, list[tuple]] = {}
     for identity, members in by_identity.items():
         by_method.setdefault(members[0].method, []).append(identity)

@@ -6,7 +6,7 @@ must share one evaluation protocol (:mod:`mtrl_align.sweep.protocol`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtrl_align.sweep.grouping import group_runs
@@ -21,6 +21,8 @@ MARKDOWN_NAME = "report.md"
 CSV_NAME = "report.csv"
 CURVES_NAME = "success_curves.png"
 INTERVALS_NAME = "success_intervals.png"
+STABILITY_PLOT_NAME = "stability.png"
+STABILITY_CSV_NAME = "stability.csv"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Report:
         markdown: path of the Markdown report.
         csv: path of the CSV table.
         plots: paths of the PNG plots.
+        stability: gradient stability, wall time and speed per row
+            (:mod:`mtrl_align.sweep.stability`); empty when not computed.
+        stability_csv: path of ``stability.csv``, when written.
     """
 
     rows: list[RowResult]
@@ -44,6 +49,8 @@ class Report:
     markdown: Path
     csv: Path
     plots: list[Path]
+    stability: list = field(default_factory=list)
+    stability_csv: Path | None = None
 
 
 def build_report(
@@ -52,6 +59,7 @@ def build_report(
     metric: str = "final",
     bootstrap_seed: int = 0,
     with_plots: bool = True,
+    with_stability: bool = True,
 ) -> Report:
     """Read every run under ``runs_dir`` and write the report into ``out_dir``.
 
@@ -62,6 +70,9 @@ def build_report(
         metric: ``final`` (last evaluation) or ``best`` (best evaluation over training).
         bootstrap_seed: seed of the IQM bootstrap.
         with_plots: also draw the PNG plots.
+        with_stability: also add the gradient-stability and wall-time sections (from each
+            run's ``scalars.jsonl`` or TensorBoard events), ``stability.csv`` and, when any run
+            has stability scalars and ``with_plots``, ``stability.png``.
 
     Raises:
         FileNotFoundError: no runs under ``runs_dir``.
@@ -94,10 +105,33 @@ def build_report(
         plots = [out_dir / CURVES_NAME, out_dir / INTERVALS_NAME]
         plot_success_curves(groups, protocol, plots[0])
         plot_intervals(rows, metric, plots[1])
+    sections: list[str] = []
+    stability: list = []
+    stability_csv: Path | None = None
+    if with_stability:
+        from mtrl_align.sweep.archive import run_scalars
+        from mtrl_align.sweep.stability import (
+            plot_stability,
+            stability_csv_rows,
+            stability_markdown,
+            stability_rows,
+        )
+
+        scalars = {run.run_dir: run_scalars(run.run_dir) for run in finished}
+        stability = stability_rows(groups, scalars)
+        every = finished[0].config.get("train", {}).get("log_every_updates")
+        sections.append(stability_markdown(stability, every))
+        stability_csv = out_dir / STABILITY_CSV_NAME
+        write_csv(stability_csv, stability_csv_rows(stability))
+        if with_plots and any(s.num_seeds for row in stability for s in row.whole.values()):
+            plots.append(out_dir / STABILITY_PLOT_NAME)
+            plot_stability(groups, scalars, protocol.env_steps, plots[-1])
     markdown_path = out_dir / MARKDOWN_NAME
     markdown_path.write_text(
-        markdown_report(rows, protocol, metric, excluded, [p.name for p in plots])
+        markdown_report(rows, protocol, metric, excluded, [p.name for p in plots], sections)
     )
     csv_path = out_dir / CSV_NAME
     write_csv(csv_path, csv_rows(rows, protocol, metric))
-    return Report(rows, protocol, metric, excluded, markdown_path, csv_path, plots)
+    return Report(
+        rows, protocol, metric, excluded, markdown_path, csv_path, plots, stability, stability_csv
+    )

@@ -37,6 +37,7 @@ _KEYS_FREE_ON_RESUME = (
     "run_dir",  # a sweep directory may be moved
     "device",
     "num_threads",
+    "env.num_workers",
     "runs_root",
     "train.progress_bar",
     "train.log_every_updates",
@@ -81,16 +82,34 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def default_config_flat() -> dict[str, Any]:
+    """Dotted leaves of the default ``TrainConfig`` (YAML round trip, as saved configs are)."""
+    from mtrl_align.config import TrainConfig
+    from mtrl_align.config_io import to_dict
+
+    return _flatten(yaml.safe_load(yaml.safe_dump(to_dict(TrainConfig()))))
+
+
 def config_differences(saved: dict[str, Any], planned: dict[str, Any]) -> list[str]:
-    """``"key: A there, B here"`` per leaf where two configs differ (run-time keys aside)."""
+    """``"key: A there, B here"`` per leaf where two configs differ (run-time keys aside).
+
+    A key that one config lacks counts as its default value: config keys added after a run was
+    saved (at defaults that keep the old behaviour) do not make it another run.
+    """
     # YAML round trip so tuples/lists and other representation details compare equal.
     saved_flat = _flatten(yaml.safe_load(yaml.safe_dump(saved)))
     planned_flat = _flatten(yaml.safe_load(yaml.safe_dump(planned)))
+    defaults: dict[str, Any] | None = None
     lines = []
     for key in sorted(set(saved_flat) | set(planned_flat)):
         if key in _KEYS_FREE_ON_RESUME:
             continue
         there, here = saved_flat.get(key, "<absent>"), planned_flat.get(key, "<absent>")
+        if there != here and "<absent>" in (there, here):
+            defaults = default_config_flat() if defaults is None else defaults
+            if key in defaults:
+                there = defaults[key] if key not in saved_flat else there
+                here = defaults[key] if key not in planned_flat else here
         if there != here:
             lines.append(f"{key}: {there!r} there, {here!r} here")
     return lines

@@ -30,12 +30,15 @@ class Evaluation:
         mean_success: success rate averaged over tasks, in [0, 1].
         success: success rate of each task, in [0, 1].
         episodes_per_task: evaluation episodes per task.
+        wall_time_s: training wall time when it was taken (all sessions of a resumed run
+            together), ``None`` when not logged.
     """
 
     env_steps: int
     mean_success: float
     success: dict[str, float]
     episodes_per_task: int | None
+    wall_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ def read_evaluations(path: Path) -> list[Evaluation]:
                 mean_success=float(entry["mean_success"]),
                 success=success,
                 episodes_per_task=entry.get("episodes_per_task"),
+                wall_time_s=(
+                    float(entry["wall_time_s"]) if entry.get("wall_time_s") is not None else None
+                ),
             )
         )
     evaluations.sort(key=lambda e: e.env_steps)

@@ -23,6 +23,7 @@ def markdown_report(
     metric: str,
     excluded: Sequence[str] = (),
     plots: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The report as Markdown: protocol stamp, summary table, per-task table, notes.
 
@@ -32,6 +33,7 @@ def markdown_report(
         metric: ``final`` or ``best``.
         excluded: one line per run left out (unfinished, failed), shown at the end.
         plots: file names of the plots, linked at the end.
+        sections: further Markdown sections, put before the plots.
     """
     lines = [
         "# Multi-task success over seeds",
@@ -73,6 +75,8 @@ def markdown_report(
     if excluded:
         lines += ["", "Left out (not finished):", ""]
         lines += [f"- {line}" for line in excluded]
+    for section in sections:
+        lines += ["", section.rstrip("\n")]
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({name})" for name in plots]
