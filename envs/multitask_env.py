@@ -119,6 +119,7 @@ class MultiTaskEnv:
         self._episode_steps = np.zeros(self.num_tasks, dtype=np.int64)
         self._episode_returns = np.zeros(self.num_tasks, dtype=np.float64)
         self._episode_success = np.zeros(self.num_tasks, dtype=bool)
+        self._pending = False
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -179,6 +180,7 @@ class MultiTaskEnv:
         Returns:
             obs [T, obs_dim] float32; its last T columns are the one-hot task id (checked).
         """
+        self._check_idle()
         self._check_open()
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -196,9 +198,30 @@ class MultiTaskEnv:
         Args:
             actions: [T, A] array-like (numpy or a CPU tensor), finite.
         """
+        self.step_async(actions)
+        return self.step_wait()
+
+    @property
+    def step_pending(self) -> bool:
+        """True between :meth:`step_async` and :meth:`step_wait`."""
+        return self._pending
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start a step and return at once; :meth:`step_wait` gives its :class:`StepResult`.
+
+        With ``vector_strategy="async"`` the worker processes step while this process does
+        something else (the trainer's gradient update); with ``"sync"`` the step runs inside
+        :meth:`step_wait`. ``step_async`` + ``step_wait`` equals :meth:`step` exactly.
+        """
         self._check_open()
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
+        if self._pending:
+            raise RuntimeError("a step is already under way: call step_wait() first")
+        self._backend.step_send(self._checked_actions(actions))
+        self._pending = True
+
+    def _checked_actions(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.float32)
         if actions.shape != (self.num_tasks, self.action_dim):
             raise ValueError(
@@ -208,7 +231,15 @@ class MultiTaskEnv:
         if not np.isfinite(actions).all():
             bad = sorted({self.task_names[t] for t in np.argwhere(~np.isfinite(actions))[:, 0]})
             raise ValueError(f"actions contain NaN or inf for tasks {bad}")
-        next_obs, rewards, terminated, truncated, infos = self._backend.step(actions)
+        return actions
+
+    def step_wait(self) -> StepResult:
+        """Finish the step started by :meth:`step_async` (see :meth:`step`)."""
+        self._check_open()
+        if not self._pending:
+            raise RuntimeError("no step under way: call step_async(actions) first")
+        self._pending = False
+        next_obs, rewards, terminated, truncated, infos = self._backend.step_receive()
         success = infos.get("success", np.zeros(self.num_tasks)) > 0
         self._episode_steps += 1
         self._episode_returns += rewards  # float64, as metaworld's episode statistics
@@ -251,6 +282,7 @@ class MultiTaskEnv:
 
         Exact when :attr:`at_episode_boundary` is True (see the module docstring).
         """
+        self._check_idle()
         self._check_open()
         if self._obs is None:
             raise RuntimeError("call reset() before state_dict(): there is no episode yet")
@@ -274,6 +306,7 @@ class MultiTaskEnv:
             ValueError: the state is from another task set, seed, episode length or reward
                 version, or is not a MultiTaskEnv state.
         """
+        self._check_idle()
         self._check_open()
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(
@@ -302,6 +335,12 @@ class MultiTaskEnv:
         return self._obs.copy()
 
     # ------------------------------------------------------------------ lifetime
+    def _check_idle(self) -> None:
+        if self._pending:
+            raise RuntimeError(
+                "a step is under way (step_async without step_wait); wait for it first"
+            )
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this MultiTaskEnv is closed")
@@ -310,6 +349,12 @@ class MultiTaskEnv:
         """Release the sub-environments and worker processes (safe to call twice)."""
         if not self._closed:
             self._closed = True
+            if self._pending:  # collect the step in flight so the workers' pipes are drained
+                self._pending = False
+                try:
+                    self._backend.step_receive()
+                except RuntimeError:
+                    pass  # a dead worker: close() below cleans up
             self._backend.close()
 
     def __enter__(self) -> MultiTaskEnv:

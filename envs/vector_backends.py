@@ -104,6 +104,16 @@ class SyncBackend:
         """Step every sub-env: obs [k, o], rewards [k], terminated [k], truncated [k], infos."""
         return unpack_step(*self.step_packed(actions), self.obs_dim)
 
+    def step_send(self, actions: np.ndarray) -> None:
+        """First half of :meth:`step` (in this process nothing runs in the background: the
+        step happens in :meth:`step_receive`)."""
+        self._pending_actions = np.array(actions, copy=True)
+
+    def step_receive(self) -> StepOutput:
+        """Second half of :meth:`step`: the outputs for the actions given to :meth:`step_send`."""
+        actions, self._pending_actions = self._pending_actions, None
+        return self.step(actions)
+
     def call(
         self,
         name: str,
@@ -272,8 +282,17 @@ class ProcessPoolBackend:
 
     def step(self, actions: np.ndarray) -> StepOutput:
         """Step every sub-environment in parallel (same outputs as :meth:`SyncBackend.step`)."""
+        self.step_send(actions)
+        return self.step_receive()
+
+    def step_send(self, actions: np.ndarray) -> None:
+        """Hand every worker its actions and return at once: the workers step while this
+        process does other work (e.g. a gradient update) until :meth:`step_receive`."""
         for w, chunk in enumerate(self.chunks):
             self._send(w, "step", actions[chunk[0] : chunk[-1] + 1])
+
+    def step_receive(self) -> StepOutput:
+        """Wait for the step started by :meth:`step_send`; outputs as :meth:`step`."""
         obs_dim = int(np.prod(self.single_observation_space.shape))
         parts = [
             unpack_step(packed, keys, obs_dim)

@@ -36,7 +36,9 @@ class EnvConfig:
     reward_version: str = "v2"
     """Meta-World reward function version: v2 (default of metaworld 3) or v1."""
     vector_strategy: str = "sync"
-    """Vector env backend: sync (one process) or async (one process per task)."""
+    """Vector env backend: sync (all tasks in this process) or async (worker processes)."""
+    num_workers: int | None = None
+    """async only: env worker processes (null: one per CPU core, at most one per task)."""
     terminate_on_success: bool = False
     """End an episode as soon as the task is solved."""
 
@@ -126,6 +128,10 @@ class LoopConfig:
     """Write losses, temperatures, weights and gradient stats to TensorBoard this often."""
     progress_bar: bool = True
     """Show a tqdm progress bar (env steps, env steps/s, last mean success)."""
+    overlap_env_steps: bool = False
+    """Step the envs (env.vector_strategy=async workers) while the learner updates. Acting
+    still uses the newest policy, but the updates after step k sample a replay buffer that
+    does not yet hold transition k (it arrives one step later). Off: the exact protocol."""
 
 
 @dataclass
@@ -235,6 +241,14 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         )
     _choice("env.reward_version", config.env.reward_version, REWARD_VERSIONS)
     _choice("env.vector_strategy", config.env.vector_strategy, VECTOR_STRATEGIES)
+    if config.env.num_workers is not None:
+        _positive("env.num_workers", config.env.num_workers)
+    if config.train.overlap_env_steps and config.env.vector_strategy != "async":
+        raise ConfigError(
+            "train.overlap_env_steps=true needs env.vector_strategy=async (worker processes "
+            "step the envs during the update); got "
+            f"env.vector_strategy={config.env.vector_strategy}"
+        )
     _positive("env.max_episode_steps", config.env.max_episode_steps)
     if config.env.tasks is not None and not config.env.tasks:
         raise ConfigError(
@@ -320,13 +334,15 @@ def load_train_config(
 def config_fingerprint(config: TrainConfig) -> str:
     """Short hash of the settings a checkpoint is tied to.
 
-    Leaves out what may change between sessions of one run: run_dir, device, threads, the
-    progress bar, logging frequency and ``train.total_env_steps`` (so a run can be extended).
+    Leaves out what may change between sessions of one run: run_dir, device, threads, env
+    worker processes, the progress bar, logging frequency and ``train.total_env_steps`` (so a
+    run can be extended).
     Stored in checkpoints, so that resuming with another config is caught.
     """
     data = to_dict(config)
     for key in ("run_dir", "runs_root", "device", "num_threads"):
         data.pop(key, None)
+    data["env"].pop("num_workers", None)
     for key in ("progress_bar", "total_env_steps", "log_every_updates"):
         data["train"].pop(key, None)
     text = json.dumps(data, sort_keys=True, default=str)

@@ -219,3 +219,49 @@ def test_buffer_capacity_is_the_total_over_tasks(reference_run):
     num_tasks = len(saved["env"]["tasks"])
     assert buffer["num_tasks"] == num_tasks
     assert num_tasks * buffer["capacity_per_task"] == saved["train"]["buffer_capacity"]
+
+
+OVERLAP = ("env.vector_strategy=async", "env.num_workers=1", "train.overlap_env_steps=true")
+
+
+@pytest.fixture(scope="module")
+def overlap_run(tiny_config_path, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("overlap") / "run"
+    return train(config_for(tiny_config_path, run_dir, *OVERLAP))
+
+
+def test_overlapped_env_steps_are_deterministic_and_resume_exactly(
+    overlap_run, tiny_config_path, tmp_path, monkeypatch
+):
+    again = train(config_for(tiny_config_path, tmp_path / "again", *OVERLAP))
+    assert evaluations_without_time(again) == evaluations_without_time(overlap_run)
+    assert_same_agent(final_agent(again), final_agent(overlap_run))
+    run_dir = tmp_path / "interrupted"
+    original = loop_module.Trainer._save_latest
+
+    def crash_after_first_checkpoint(self):
+        original(self)
+        raise RuntimeError("simulated crash")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module.Trainer, "_save_latest", crash_after_first_checkpoint)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(config_for(tiny_config_path, run_dir, *OVERLAP))
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert_same_agent(final_agent(run_dir), final_agent(overlap_run))
+
+
+def test_overlap_samples_the_buffer_one_transition_behind(overlap_run, reference_run):
+    """Same updates count, other learning: the update after step k never sees transition k."""
+    overlap, exact = final_agent(overlap_run), final_agent(reference_run)
+    assert overlap["num_updates"] == exact["num_updates"]
+    assert any(
+        not torch.equal(overlap["critic"][k], exact["critic"][k]) for k in exact["critic"]
+    )
+
+
+def test_overlap_needs_worker_processes(tiny_config_path, tmp_path):
+    from mtrl_align.config_io import ConfigError
+
+    with pytest.raises(ConfigError, match="needs env.vector_strategy=async"):
+        config_for(tiny_config_path, tmp_path, "train.overlap_env_steps=true")

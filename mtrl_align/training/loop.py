@@ -73,7 +73,13 @@ class Timings:
     """Seconds spent per part of the loop in this session (for perf logs and benchmarks)."""
 
     env: float = 0.0
+    """Waiting for the env step (with overlap: only the part the update did not hide)."""
+    act: float = 0.0
+    """Choosing actions (policy forward or random warm-up actions)."""
+    sample: float = 0.0
+    """Replay sampling (included in ``update``)."""
     update: float = 0.0
+    """Replay sampling and gradient updates."""
     evaluation: float = 0.0
     checkpoint: float = 0.0
     total: float = 0.0
@@ -110,6 +116,7 @@ def make_env(config: TrainConfig, seed: int):
         max_episode_steps=config.env.max_episode_steps,
         reward_version=config.env.reward_version,
         terminate_on_success=config.env.terminate_on_success,
+        num_workers=config.env.num_workers,
     )
 
 
@@ -266,15 +273,26 @@ class Trainer:
             progress.close()
 
     def _step(self) -> float | None:
-        """One vector env step and the updates after it; returns the update seconds (or None)."""
+        """One vector env step and the updates after it; returns the update seconds (or None).
+
+        With ``train.overlap_env_steps`` the updates run while the env workers step, so they
+        sample the buffer before this step's transition is in it (see the config docstring).
+        """
         config = self.config
+        start = time.perf_counter()
         if self.counters.env_steps < config.train.warmup_env_steps:
             actions = self.env.sample_actions()
         else:
             actions = self.agent.act(self.obs).cpu().numpy()
+        self.timings.act += time.perf_counter() - start
+        overlap = config.train.overlap_env_steps
+        learning = self.counters.env_steps + 1 > config.train.warmup_env_steps
         start = time.perf_counter()
-        result = self.env.step(actions)
-        self.timings.env += time.perf_counter() - start
+        self.env.step_async(actions)
+        step_number = self.counters.env_steps + 1
+        update_time = self._updates(step_number) if overlap and learning else None
+        result = self.env.step_wait()
+        self.timings.env += time.perf_counter() - start - (update_time or 0.0)
         self.buffer.add(
             self.obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated
         )
@@ -290,17 +308,25 @@ class Trainer:
                 for t in np.flatnonzero(done)
             }
             self.logger.log_episodes(self.counters.env_steps, finished)
-        if self.counters.env_steps <= config.train.warmup_env_steps:
+        if not learning:
             return None
+        return update_time if overlap else self._updates(step_number)
+
+    def _updates(self, step_number: int) -> float:
+        """``train.updates_per_env_step`` updates from replay batches after env step
+        ``step_number`` (the step logged with them); returns their seconds."""
+        config = self.config
         start = time.perf_counter()
         for _ in range(config.train.updates_per_env_step):
             collect = (self.agent.num_updates + 1) % config.train.log_every_updates == 0
+            sample_start = time.perf_counter()
             batch = self.buffer.sample(config.train.batch_size_per_task)
+            self.timings.sample += time.perf_counter() - sample_start
             result_update = self.agent.update(batch, collect_stats=collect)
             if result_update.skipped:
                 self._on_nonfinite(result_update)
             elif collect:
-                self.logger.log_update(self.counters.env_steps, result_update)
+                self.logger.log_update(step_number, result_update)
         elapsed = time.perf_counter() - start
         self.timings.update += elapsed
         return elapsed
