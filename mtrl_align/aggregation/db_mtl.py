@@ -60,8 +60,8 @@ class DBMTL(Aggregator):
             raise ValueError(
                 f"db-mtl was used with J of shape {tuple(self.buffer.shape)}, now {tuple(J.shape)}"
             )
-        inv = (1.0 / (L + EPS)).to(device=J.device)
-        log_grads = (inv[:, None] * J.to(torch.float64)).to(J.dtype)
+        inv = (1.0 / (L + EPS)).to(device=J.device, dtype=J.dtype)
+        log_grads = inv[:, None] * J
         self.step += 1
         if self.buffer is None:
             self.buffer = log_grads.clone()
