@@ -96,6 +96,8 @@ class NetworkGradients:
         terms_fn: same, returning ``(loss, aux, features)`` (representation mode).
         aggregator: the aggregator of this network, or None when it is not aggregated.
         task_weights: pre-defined task weights [T] or None (ones).
+        all_task_loss_fn: the same loss for the all-task call of ``sum`` mode, e.g. a
+            ``torch.compile``-d copy of ``loss_fn`` (default: ``loss_fn``).
     """
 
     def __init__(
@@ -106,10 +108,12 @@ class NetworkGradients:
         terms_fn: TermsFn,
         aggregator: aggregation.Aggregator | None,
         task_weights: Tensor | None = None,
+        all_task_loss_fn: LossFn | None = None,
     ) -> None:
         self.name = name
         self.module = module
         self.loss_fn = loss_fn
+        self.all_task_loss_fn = all_task_loss_fn or loss_fn
         self.terms_fn = terms_fn
         self.aggregator = aggregator
         self.task_weights = task_weights
@@ -195,7 +199,7 @@ class NetworkGradients:
         self, batch: Any, task_index: Tensor, extra: tuple
     ) -> tuple[NetworkStep, None]:
         params = self._params()
-        losses, aux = self.loss_fn(params, batch, task_index, *extra)
+        losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
         if not all_finite([losses.detach()]):
             return NetworkStep(losses.detach(), aux.detach(), finite=False), None
         names = list(params)

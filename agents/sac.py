@@ -67,6 +67,9 @@ class MultiTaskSAC:
         action_dim: A (actions live in [-1, 1]^A).
         device: where networks live.
         seed: seeds the initial weights and the sampling noise.
+        compile: ``torch.compile`` the all-task forward passes (Bellman targets and the
+            summed-loss critic / actor losses; the vmapped per-task path stays eager). The
+            results equal the eager ones up to float rounding; ``train.compile`` picks it.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class MultiTaskSAC:
         action_dim: int,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         self.config = config
         self.num_tasks = num_tasks
@@ -140,6 +144,13 @@ class MultiTaskSAC:
             for network in aggregation_config.networks
         }
         self.losses = SACLosses(self.actor, self.critic)
+        self.compiled = bool(compile)
+        critic_all, actor_all = self.losses.critic_loss, self.losses.actor_loss
+        self._targets_fn = self._soft_targets
+        if self.compiled:
+            critic_all = torch.compile(critic_all, dynamic=False)
+            actor_all = torch.compile(actor_all, dynamic=False)
+            self._targets_fn = torch.compile(self._soft_targets, dynamic=False)
         self.gradients = {
             "critic": NetworkGradients(
                 "critic",
@@ -148,6 +159,7 @@ class MultiTaskSAC:
                 self.losses.critic_terms,
                 self.aggregators.get("critic"),
                 task_weights,
+                all_task_loss_fn=critic_all,
             ),
             "actor": NetworkGradients(
                 "actor",
@@ -156,6 +168,7 @@ class MultiTaskSAC:
                 self.losses.actor_terms,
                 self.aggregators.get("actor"),
                 task_weights,
+                all_task_loss_fn=actor_all,
             ),
         }
         self.num_updates = 0
@@ -197,11 +210,18 @@ class MultiTaskSAC:
 
         y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
         """
-        mean, log_std, _ = self.actor(batch.next_obs, self.task_index)
-        next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, self._noise(mean.shape))
-        q_next, _ = self.critic_target(batch.next_obs, next_action, self.task_index)
+        noise = self._noise((*batch.next_obs.shape[:-1], self.action_dim))
+        return self._targets_fn(batch.next_obs, batch.rewards, batch.dones, noise, alpha)
+
+    def _soft_targets(
+        self, next_obs: Tensor, rewards: Tensor, dones: Tensor, noise: Tensor, alpha: Tensor
+    ) -> Tensor:
+        """The Bellman targets of :meth:`_bellman_targets` for given policy noise [T, B, A]."""
+        mean, log_std, _ = self.actor(next_obs, self.task_index)
+        next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, noise)
+        q_next, _ = self.critic_target(next_obs, next_action, self.task_index)
         soft_value = torch.minimum(q_next[0], q_next[1]) - alpha.unsqueeze(-1) * next_log_prob
-        return batch.rewards + self.config.gamma * (1.0 - batch.dones) * soft_value
+        return rewards + self.config.gamma * (1.0 - dones) * soft_value
 
     def _zero_grads(self) -> None:
         for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):

@@ -23,6 +23,7 @@ RUN_TIME_KEYS = (
     "env.vector_strategy",
     "env.num_workers",
     "train.progress_bar",
+    "train.compile",
     "train.log_every_updates",
     "train.checkpoint_every_env_steps",
     "eval.seed_offset",

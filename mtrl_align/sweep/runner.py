@@ -40,6 +40,7 @@ _KEYS_FREE_ON_RESUME = (
     "env.num_workers",
     "runs_root",
     "train.progress_bar",
+    "train.compile",
     "train.log_every_updates",
 )
 

@@ -26,7 +26,7 @@ from mtrl_align.config_io import to_dict
 
 FORMAT = "mtrl-align-train/1"
 _SESSION_KEYS = {"run_dir", "runs_root", "device", "num_threads", "env.num_workers"}
-_SESSION_LOOP_KEYS = {"progress_bar", "total_env_steps", "log_every_updates"}
+_SESSION_LOOP_KEYS = {"progress_bar", "total_env_steps", "log_every_updates", "compile"}
 
 
 def run_meta(config: TrainConfig, task_names: list[str], kind: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import torch
 
 from agents.sac import MultiTaskSAC, UpdateResult
 from mtrl_align.allocator import keep_freed_memory
-from mtrl_align.config import TrainConfig, validate_train_config
+from mtrl_align.config import TrainConfig, resolve_compile, validate_train_config
 from mtrl_align.config_io import save_config
 from mtrl_align.device import resolve_device
 from mtrl_align.training.checkpoint import (
@@ -166,6 +166,7 @@ class Trainer:
             self.env.action_dim,
             device=self.device,
             seed=config.seed,
+            compile=resolve_compile(config.train.compile, str(self.device)),
         )
         from envs import MultiTaskReplayBuffer
 
