@@ -256,6 +256,9 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         )
     _choice("env.reward_version", config.env.reward_version, REWARD_VERSIONS)
     _choice("env.vector_strategy", config.env.vector_strategy, VECTOR_STRATEGIES)
+    # YAML reads a bare on/off as a boolean: take it back to the mode's name
+    spelled = {"true": "on", "false": "off"}
+    config.train.compile = spelled.get(str(config.train.compile).lower(), config.train.compile)
     _choice("train.compile", config.train.compile, COMPILE_MODES)
     if config.env.num_workers is not None:
         _positive("env.num_workers", config.env.num_workers)

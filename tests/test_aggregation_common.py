@@ -39,6 +39,9 @@ def test_available_lists_all_contract_names():
         "uniform", "aligned-mtl", "aligned-mtl-ub", "pcgrad", "cagrad", "nash-mtl", "imtl-g",
         "mgda", "mgda-ub", "graddrop", "gradvac", "gradops", "rlw", "dwa", "uncertainty",
         "gradnorm",
+        # issue 15
+        "famo", "fairgrad", "upgrad", "dualproj", "config-grad", "sdmgrad", "moco", "modo",
+        "stch", "db-mtl", "excess-mtl", "imtl-l", "imtl", "gls",
     }  # fmt: skip
     assert set(aggregation.available()) == expected
     for name in expected:

@@ -11,7 +11,7 @@ from test_aggregation_common import DTYPES, random_jacobian
 from mtrl_align import aggregation
 
 ALL = aggregation.available()
-WEIGHTLESS = {"imtl-g", "mgda", "mgda-ub"}
+WEIGHTLESS = {"imtl-g", "mgda", "mgda-ub", "imtl"}
 
 
 def degenerate_cases(dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -73,3 +73,14 @@ def test_compiled_update_equals_eager_update_every_variant(variant, method):
 def test_auto_compile_is_eager():
     assert resolve_compile("auto", "cpu") is False and resolve_compile("auto", "cuda") is False
     assert resolve_compile("on", "cpu") is True and resolve_compile("off", "cuda") is False
+
+
+def test_compile_switch_reads_yaml_on_and_off(tmp_path):
+    from mtrl_align.config import ConfigError, load_train_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  compile: on\n")  # YAML 1.1 reads a bare on as true
+    assert load_train_config(path).train.compile == "on"
+    assert load_train_config(None, ["train.compile=off"]).train.compile == "off"
+    with pytest.raises(ConfigError, match="'train.compile'.*choose from: auto, on, off"):
+        load_train_config(None, ["train.compile=fast"])
