@@ -255,9 +255,7 @@ def test_overlap_samples_the_buffer_one_transition_behind(overlap_run, reference
     """Same updates count, other learning: the update after step k never sees transition k."""
     overlap, exact = final_agent(overlap_run), final_agent(reference_run)
     assert overlap["num_updates"] == exact["num_updates"]
-    assert any(
-        not torch.equal(overlap["critic"][k], exact["critic"][k]) for k in exact["critic"]
-    )
+    assert any(not torch.equal(overlap["critic"][k], exact["critic"][k]) for k in exact["critic"])
 
 
 def test_overlap_needs_worker_processes(tiny_config_path, tmp_path):

@@ -53,9 +53,7 @@ class DWA(WeightingAggregator):
         if self.history and self.history[-1].shape != (num_tasks,):
             raise ValueError(f"dwa was used with {self.history[-1].numel()} tasks, now {num_tasks}")
         if len(self.history) == 2:
-            ratio, bad = relative_rate(
-                self.history[1].to(p.device), self.history[0].to(p.device)
-            )
+            ratio, bad = relative_rate(self.history[1].to(p.device), self.history[0].to(p.device))
             self.stats["zero_losses"] += bad
             alpha = num_tasks * torch.softmax(ratio / self.temperature, dim=0) * p
         else:
