@@ -1,11 +1,11 @@
-"""Multi-task SAC agents: task-conditioned networks (shared, task-encoder, multi-head),
-a tanh-Gaussian actor, twin critics, per-task temperatures and aggregated updates."""
+"""Multi-task SAC agents: task-conditioned networks (shared, task-encoder, multi-head,
+soft-modules, care, moore, paco, film), a tanh-Gaussian actor, twin critics, per-task temperatures and aggregated updates."""
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, representation_jacobian
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
-from agents.networks import VARIANTS, TaskConditionedMLP
+from agents.networks import VARIANTS, TaskConditionedMLP, build_network
 from agents.sac import MultiTaskSAC, UpdateResult
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "TaskConditionedMLP",
     "TwinCritic",
     "UpdateResult",
+    "build_network",
     "representation_jacobian",
     "sample_tanh_gaussian",
     "temperature_losses",

@@ -36,12 +36,16 @@ if [[ $archive_only == 0 ]]; then
     # sorted out before sweeping, or the sweep would train the run again.
     "${MTRL[@]}" restore "$ARCHIVE" "$SWEEPS" || exit $?
   fi
-  # The same command line as the sweep that trains the uniform seeds, so its runs are skipped.
-  "${MTRL[@]}" sweep "$CONFIG" --seeds 0:5 \
-    --methods uniform,aligned-mtl,pcgrad,cagrad,nash-mtl --out "$SWEEPS/shared" \
-    "cagrad:aggregation.options.c=0.9" "$@" || status=$?
-  "${MTRL[@]}" sweep "$CONFIG" --seeds 0:5 --methods uniform --out "$SWEEPS/multi-head" \
-    agent.variant=multi-head "$@" || status=$?
+  # Seed by seed (every method's seed 0, then seed 1, ...), so that a study spread over many
+  # machines has all six methods at the same number of seeds at every stop. Same config and
+  # folders as the sweep that started the uniform seeds, so its runs are skipped.
+  for seed in 0 1 2 3 4; do
+    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" \
+      --methods uniform,aligned-mtl,pcgrad,cagrad,nash-mtl --out "$SWEEPS/shared" \
+      "cagrad:aggregation.options.c=0.9" "$@" || status=$?
+    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform --out "$SWEEPS/multi-head" \
+      agent.variant=multi-head "$@" || status=$?
+  done
   case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 fi
 
