@@ -11,13 +11,10 @@ OUT=${OUT:-runs/sweeps/mt10_paper}
 METHODS=uniform,aligned-mtl,aligned-mtl-ub,pcgrad,cagrad,nash-mtl,imtl-g,mgda,mgda-ub,graddrop,gradvac,gradops,rlw,dwa,uncertainty,gradnorm
 # issue 15 (docs/aggregation.md, "More methods")
 METHODS=$METHODS,famo,fairgrad,upgrad,dualproj,config-grad,sdmgrad,moco,modo,stch,db-mtl,excess-mtl,imtl-l,imtl,gls
-# methods only defined for losses >= 0 aggregate the critic only (the SAC actor loss is negative)
-CRITIC_ONLY=()
-for m in uncertainty gradnorm famo db-mtl imtl-l imtl gls; do
-  CRITIC_ONLY+=("$m:aggregation.networks=[critic]")
-done
+# methods only defined for losses >= 0 aggregate the critic only (the SAC actor loss is
+# negative): the config leaves aggregation.networks at its per-method default
 python -m mtrl_align.cli sweep configs/mt10_aligned_mtl_paper.yaml --seeds 0:10 \
-  --methods "$METHODS" --out "$OUT" "cagrad:aggregation.options.c=0.9" "${CRITIC_ONLY[@]}" "$@"
+  --methods "$METHODS" --out "$OUT" "cagrad:aggregation.options.c=0.9" "$@"
 status=$?  # 1 when some runs failed: report the finished ones anyway
 case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 python -m mtrl_align.cli report "$OUT" --metric best --out "$OUT/report_best" || exit $?
