@@ -9,42 +9,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from sac_batches import OBS, A, B, Batch, T, make_batch
 
 from agents import MultiTaskSAC, representation_jacobian, sample_tanh_gaussian
 from agents.losses import ActorBatch, CriticBatch
 from mtrl_align import aggregation
 from mtrl_align.config import AgentConfig, AggregationConfig
-
-T, OBS, A, B = 3, 7 + 3, 2, 5
-
-
-class Batch(NamedTuple):
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_obs: torch.Tensor
-    dones: torch.Tensor
-
-
-def make_batch(seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    one_hot = torch.eye(T).unsqueeze(1).expand(T, B, T)
-
-    def observations() -> torch.Tensor:
-        return torch.cat([torch.randn(T, B, OBS - T, generator=g), one_hot], dim=-1)
-
-    return Batch(
-        obs=observations(),
-        actions=torch.rand(T, B, A, generator=g) * 2 - 1,
-        rewards=torch.randn(T, B, generator=g),
-        next_obs=observations(),
-        dones=(torch.rand(T, B, generator=g) < 0.2).float(),
-    )
 
 
 def make_agent(variant="shared", method="uniform", networks=None, **agent_kw):

@@ -9,10 +9,10 @@ leaves the three MLP variants exactly as they were.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
 
 import pytest
 import torch
+from sac_batches import OBS, A, B, Batch, T, make_batch
 from torch.func import vmap
 
 from agents import MultiTaskSAC, TanhGaussianActor, TaskConditionedMLP, TwinCritic
@@ -22,7 +22,6 @@ from agents.networks import MLP_VARIANTS, VARIANTS, build_network
 from mtrl_align.config import AgentConfig, AggregationConfig, load_train_config
 from mtrl_align.config_io import ConfigError
 
-T, OBS, A, B = 3, 7 + 3, 2, 5
 NEW = ("soft-modules", "care", "moore", "paco", "film")
 SPECIFIC = {
     "soft-modules": {"task_embedding"},
@@ -38,30 +37,6 @@ SMALL = {  # small non-default options: three module layers exercise the routing
     "paco": {"num_experts": 3},
     "film": {},
 }
-
-
-class Batch(NamedTuple):
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_obs: torch.Tensor
-    dones: torch.Tensor
-
-
-def make_batch(seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    one_hot = torch.eye(T).unsqueeze(1).expand(T, B, T)
-
-    def observations() -> torch.Tensor:
-        return torch.cat([torch.randn(T, B, OBS - T, generator=g), one_hot], dim=-1)
-
-    return Batch(
-        obs=observations(),
-        actions=torch.rand(T, B, A, generator=g) * 2 - 1,
-        rewards=torch.randn(T, B, generator=g),
-        next_obs=observations(),
-        dones=(torch.rand(T, B, generator=g) < 0.2).float(),
-    )
 
 
 def make_agent(variant: str, method: str = "uniform", seed: int = 0, **agent_kw) -> MultiTaskSAC:

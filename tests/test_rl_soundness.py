@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from sac_batches import OBS, A, Batch, T, make_batch
 
 from agents import MultiTaskSAC
 from agents.losses import CriticBatch
@@ -25,32 +26,6 @@ from mtrl_align.config import (
     default_networks,
     load_train_config,
 )
-
-T, OBS, A, B = 3, 7 + 3, 2, 5
-
-
-class Batch(NamedTuple):
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_obs: torch.Tensor
-    dones: torch.Tensor
-
-
-def make_batch(seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    one_hot = torch.eye(T).unsqueeze(1).expand(T, B, T)
-
-    def observations() -> torch.Tensor:
-        return torch.cat([torch.randn(T, B, OBS - T, generator=g), one_hot], dim=-1)
-
-    return Batch(
-        obs=observations(),
-        actions=torch.rand(T, B, A, generator=g) * 2 - 1,
-        rewards=torch.randn(T, B, generator=g),
-        next_obs=observations(),
-        dones=(torch.rand(T, B, generator=g) < 0.2).float(),
-    )
 
 
 def make_agent(method: str, seed: int = 0, variant: str = "shared", **aggregation_kw: Any):
