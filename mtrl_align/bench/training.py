@@ -78,20 +78,28 @@ def update_ratio(
         )
         for m in methods
     }
-    for agent in agents.values():  # warm-up (allocations, lazy init)
+    return interleaved_update_medians(agents, batch, rounds, torch_device)
+
+
+def interleaved_update_medians(
+    agents: dict, batch: _Batch, rounds: int, device: torch.device
+) -> dict:
+    """Median seconds of ``agent.update(batch)`` per key of ``agents``: one warm-up update
+    each (allocations, lazy init), then ``rounds`` rounds in a freshly shuffled order."""
+    for agent in agents.values():
         agent.update(batch)
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    order = list(methods)
+    times: dict = {key: [] for key in agents}
+    order = list(agents)
     shuffle = random.Random(0)
     for _ in range(rounds):
         shuffle.shuffle(order)
-        for m in order:
-            _sync(torch_device)
+        for key in order:
+            _sync(device)
             start = time.perf_counter()
-            agents[m].update(batch)
-            _sync(torch_device)
-            times[m].append(time.perf_counter() - start)
-    return {m: statistics.median(v) for m, v in times.items()}
+            agents[key].update(batch)
+            _sync(device)
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(v) for key, v in times.items()}
 
 
 def loop_breakdown(steps: int, warmup: int = 100) -> dict[str, float]:

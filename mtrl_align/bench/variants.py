@@ -10,16 +10,19 @@ median is reported, with the ratio to the shared / uniform update.
 
 from __future__ import annotations
 
-import random
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from agents.networks import VARIANTS
 from agents.sac import MultiTaskSAC
-from mtrl_align.bench.training import ACTION_DIM, NUM_TASKS, OBS_DIM, _sync, _synthetic_batch
+from mtrl_align.bench.training import (
+    ACTION_DIM,
+    NUM_TASKS,
+    OBS_DIM,
+    _synthetic_batch,
+    interleaved_update_medians,
+)
 from mtrl_align.config import AggregationConfig, load_train_config
 
 METHODS = ("uniform", "aligned-mtl")
@@ -57,20 +60,8 @@ def update_times(
         for v in variants
         for m in methods
     }
-    for agent in agents.values():  # warm-up (allocations, lazy init)
-        agent.update(batch)
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in agents}
-    order = list(agents)
-    shuffle = random.Random(0)
-    for _ in range(rounds):
-        shuffle.shuffle(order)
-        for key in order:
-            _sync(torch_device)
-            start = time.perf_counter()
-            agents[key].update(batch)
-            _sync(torch_device)
-            times[key].append(time.perf_counter() - start)
-    return {v: {m: statistics.median(times[(v, m)]) for m in methods} for v in variants}
+    medians = interleaved_update_medians(agents, batch, rounds, torch_device)
+    return {v: {m: medians[(v, m)] for m in methods} for v in variants}
 
 
 def parameter_counts(variants: tuple[str, ...] = VARIANTS) -> dict[str, dict[str, int]]:
