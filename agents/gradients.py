@@ -178,12 +178,42 @@ class NetworkGradients:
         else:
             step, grads = self._compute_sum(batch, task_index, extra)
         if collect_stats and step.finite:
-            if grads is None:
-                grads, _, _ = self.per_task_gradients(batch, task_index, extra)
-            step.stats.update(self._gradient_stats(grads))
-            if self.aggregator is not None:
-                step.stats.update({f"stat/{k}": float(v) for k, v in self.aggregator.stats.items()})
+            self._collect_stats(step, grads, batch, task_index, extra)
         return step
+
+    def compute_unchecked(
+        self, batch: Any, task_index: Tensor, extra: tuple = (), collect_stats: bool = False
+    ) -> NetworkStep:
+        """``sum`` mode without finiteness checks, for the sync-free update: writes ``.grad``
+        (NaN included) and reads no device value, except for the stats of ``collect_stats``.
+        The returned ``finite`` is True without having been checked."""
+        if self.mode != "sum":
+            raise RuntimeError(
+                f"the {self.name}'s {self.mode!r} gradients need host-side checks; only the "
+                "summed loss has an unchecked path"
+            )
+        params = self._params()
+        losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
+        self._backward_sum(params, losses)
+        losses, aux = losses.detach(), aux.detach()
+        step = NetworkStep(losses, aux, finite=True, weights=self._sum_weights(losses))
+        if collect_stats:
+            self._collect_stats(step, None, batch, task_index, extra)
+        return step
+
+    def _collect_stats(
+        self,
+        step: NetworkStep,
+        grads: dict[str, Tensor] | None,
+        batch: Any,
+        task_index: Tensor,
+        extra: tuple,
+    ) -> None:
+        if grads is None:
+            grads, _, _ = self.per_task_gradients(batch, task_index, extra)
+        step.stats.update(self._gradient_stats(grads))
+        if self.aggregator is not None:
+            step.stats.update({f"stat/{k}": float(v) for k, v in self.aggregator.stats.items()})
 
     def _gradient_stats(self, grads: dict[str, Tensor]) -> dict[str, float]:
         """Stats of the shared-parameter Jacobian; reuses the Gram matrix the aggregator just
@@ -202,14 +232,22 @@ class NetworkGradients:
         losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
         if not all_finite([losses.detach()]):
             return NetworkStep(losses.detach(), aux.detach(), finite=False), None
+        self._backward_sum(params, losses)
+        weights = self._sum_weights(losses.detach())
+        return NetworkStep(losses.detach(), aux.detach(), finite=True, weights=weights), None
+
+    def _backward_sum(self, params: dict[str, Tensor], losses: Tensor) -> None:
+        """``.grad`` of every parameter from one backward of sum_t w_t L_t."""
         names = list(params)
         grads = torch.autograd.grad(self._weighted_sum(losses), [params[n] for n in names])
         for n, g in zip(names, grads, strict=True):
             params[n].grad = g
-        weights = self.task_weights if self.aggregator is not None else None
-        if self.aggregator is not None and weights is None:
-            weights = torch.ones_like(losses.detach())
-        return NetworkStep(losses.detach(), aux.detach(), finite=True, weights=weights), None
+
+    def _sum_weights(self, losses: Tensor) -> Tensor | None:
+        """The task weights a summed-loss step reports: w (ones by default) when aggregated."""
+        if self.aggregator is None:
+            return None
+        return self.task_weights if self.task_weights is not None else torch.ones_like(losses)
 
     def _compute_jacobian(
         self, batch: Any, task_index: Tensor, extra: tuple

@@ -38,6 +38,7 @@ from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from agents.networks import network_options
+from agents.sync_free import finite_flag, masked_adam_step, masked_lerp_
 from mtrl_align import aggregation
 from mtrl_align.config import AgentConfig, AggregationConfig, resolve_aggregation
 
@@ -46,14 +47,26 @@ from mtrl_align.config import AgentConfig, AggregationConfig, resolve_aggregatio
 class UpdateResult:
     """What one call of :meth:`MultiTaskSAC.update` did."""
 
-    skipped: bool
-    """True when a NaN/inf loss or gradient made the update skip (no weight changed)."""
+    skipped: bool | Tensor
+    """True when a NaN/inf loss or gradient made the update skip (no weight changed); on the
+    sync-free path a 0-dim bool tensor on the device (``bool()`` it only when needed)."""
     metrics: dict[str, Tensor] = field(default_factory=dict)
     """Per-task tensors [T]: critic_loss, actor_loss, alpha_loss, alpha, mean_q, log_prob."""
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per network: gradient stats and aggregator diagnostics (when requested)."""
     weights: dict[str, Tensor] = field(default_factory=dict)
     """Per aggregated network: task weights [T] applied."""
+
+
+def check_sync_free(method: str, aggregated: list[str]) -> None:
+    """Raise ``ValueError`` unless the sync-free update can run this method: every network
+    must use the summed loss (``uniform``, or no network aggregated)."""
+    if aggregated and method != "uniform":
+        raise ValueError(
+            f"the sync-free update (train.sync_free=on) needs summed-loss gradients, but method "
+            f"{method!r} aggregates {aggregated} with host-side logic; use train.sync_free=auto "
+            "or off, method uniform, or aggregation.networks=[]"
+        )
 
 
 class MultiTaskSAC:
@@ -70,6 +83,10 @@ class MultiTaskSAC:
         compile: ``torch.compile`` the all-task forward passes (Bellman targets and the
             summed-loss critic / actor losses; the vmapped per-task path stays eager). The
             results equal the eager ones up to float rounding; ``train.compile`` picks it.
+        sync_free: decide skips on the device instead of the host (:meth:`update` reads no
+            device value; see :mod:`agents.sync_free`). Only for methods whose networks all
+            use the summed loss (``uniform``, or nothing aggregated): the aggregators run
+            host-side logic. ``train.sync_free`` picks it.
     """
 
     def __init__(
@@ -82,6 +99,7 @@ class MultiTaskSAC:
         device: torch.device | str = "cpu",
         seed: int = 0,
         compile: bool = False,
+        sync_free: bool = False,
     ) -> None:
         self.config = config
         self.num_tasks = num_tasks
@@ -171,9 +189,65 @@ class MultiTaskSAC:
                 all_task_loss_fn=actor_all,
             ),
         }
-        self.num_updates = 0
-        self.nonfinite_skips = 0
-        self.consecutive_nonfinite = 0
+        self.sync_free = bool(sync_free)
+        if self.sync_free:
+            check_sync_free(self.method, list(self.aggregators))
+        self.update_calls = 0
+        """Calls of :meth:`update`, skipped ones included (the loop's logging schedule)."""
+        # Counters of applied / skipped updates; device tensors on the sync-free path (read
+        # back only through the properties below).
+        self._num_updates: int | Tensor = 0
+        self._nonfinite_skips: int | Tensor = 0
+        self._consecutive_nonfinite: int | Tensor = 0
+        self._longest_nonfinite_run: int | Tensor = 0
+        if self.sync_free:
+            self._to_device_counters()
+
+    # -- counters ----------------------------------------------------------------------------
+    @property
+    def num_updates(self) -> int:
+        """Updates applied (skipped ones not counted); reads the device on the sync-free path."""
+        return int(self._num_updates)
+
+    @num_updates.setter
+    def num_updates(self, value: int) -> None:
+        self._num_updates = self._counter(value)
+
+    @property
+    def nonfinite_skips(self) -> int:
+        """Updates skipped for NaN/inf so far."""
+        return int(self._nonfinite_skips)
+
+    @nonfinite_skips.setter
+    def nonfinite_skips(self, value: int) -> None:
+        self._nonfinite_skips = self._counter(value)
+
+    @property
+    def consecutive_nonfinite(self) -> int:
+        """Updates skipped in a row up to the last one (0 after an applied update)."""
+        return int(self._consecutive_nonfinite)
+
+    @consecutive_nonfinite.setter
+    def consecutive_nonfinite(self, value: int) -> None:
+        self._consecutive_nonfinite = self._counter(value)
+
+    @property
+    def longest_nonfinite_run(self) -> int:
+        """The longest run of consecutive skipped updates since this agent was built (what
+        the training loop checks on the sync-free path, where it reads counters only when
+        logging)."""
+        return int(self._longest_nonfinite_run)
+
+    def _counter(self, value: int) -> int | Tensor:
+        if self.sync_free:
+            return torch.tensor(int(value), dtype=torch.int64, device=self.device)
+        return int(value)
+
+    def _to_device_counters(self) -> None:
+        self.num_updates = int(self._num_updates)
+        self.nonfinite_skips = int(self._nonfinite_skips)
+        self.consecutive_nonfinite = int(self._consecutive_nonfinite)
+        self._longest_nonfinite_run = self._counter(int(self._longest_nonfinite_run))
 
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -245,11 +319,10 @@ class MultiTaskSAC:
             collect_stats: also return gradient stats and aggregator diagnostics per network.
         """
         self._check_batch(batch)
-        alpha = self.log_alpha.detach().exp()
-        targets = self._bellman_targets(batch, alpha)
-        critic_batch = CriticBatch(batch.obs, batch.actions, targets)
-        actor_batch = ActorBatch(batch.obs, self._noise(tuple(batch.actions.shape)), alpha)
-        critic_params = {n: p.detach() for n, p in self.critic.named_parameters()}
+        self.update_calls += 1
+        if self.sync_free:
+            return self._update_sync_free(batch, collect_stats)
+        alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
 
         self._zero_grads()
         snapshot = self._aggregator_snapshot()
@@ -259,23 +332,16 @@ class MultiTaskSAC:
         actor_step: NetworkStep = self.gradients["actor"].compute(
             actor_batch, self.task_index, (critic_params,), collect_stats
         )
-        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
-        (self.log_alpha.grad,) = torch.autograd.grad(alpha_losses.sum(), [self.log_alpha])
-
-        metrics = {
-            "critic_loss": critic_step.losses,
-            "actor_loss": actor_step.losses,
-            "alpha_loss": alpha_losses.detach(),
-            "alpha": alpha,
-            "mean_q": critic_step.aux,
-            "log_prob": actor_step.aux,
-        }
+        metrics = self._temperature_step(critic_step, actor_step, alpha)
         finite = critic_step.finite and actor_step.finite and self._grads_finite()
         if not finite:
             self._zero_grads()
             self._restore_aggregators(snapshot)
             self.nonfinite_skips += 1
             self.consecutive_nonfinite += 1
+            self._longest_nonfinite_run = max(
+                self._longest_nonfinite_run, self._consecutive_nonfinite
+            )
             return UpdateResult(skipped=True, metrics=metrics)
         self.consecutive_nonfinite = 0
         if self.config.grad_clip is not None:
@@ -287,17 +353,86 @@ class MultiTaskSAC:
         self.num_updates += 1
         if self.num_updates % self.config.target_update_every == 0:
             self._update_targets()
+        return self._result(False, metrics, critic_step, actor_step)
+
+    def _loss_inputs(self, batch: Any) -> tuple[Tensor, CriticBatch, ActorBatch, dict[str, Tensor]]:
+        """``(alpha [T], critic batch with Bellman targets, actor batch with fresh policy
+        noise, detached critic parameters)`` of one update."""
+        alpha = self.log_alpha.detach().exp()
+        targets = self._bellman_targets(batch, alpha)
+        critic_batch = CriticBatch(batch.obs, batch.actions, targets)
+        actor_batch = ActorBatch(batch.obs, self._noise(tuple(batch.actions.shape)), alpha)
+        critic_params = {n: p.detach() for n, p in self.critic.named_parameters()}
+        return alpha, critic_batch, actor_batch, critic_params
+
+    def _temperature_step(
+        self, critic_step: NetworkStep, actor_step: NetworkStep, alpha: Tensor
+    ) -> dict[str, Tensor]:
+        """Write log_alpha's gradient; return the update's per-task metrics [T]."""
+        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
+        (self.log_alpha.grad,) = torch.autograd.grad(alpha_losses.sum(), [self.log_alpha])
+        return {
+            "critic_loss": critic_step.losses,
+            "actor_loss": actor_step.losses,
+            "alpha_loss": alpha_losses.detach(),
+            "alpha": alpha,
+            "mean_q": critic_step.aux,
+            "log_prob": actor_step.aux,
+        }
+
+    def _result(
+        self,
+        skipped: bool | Tensor,
+        metrics: dict[str, Tensor],
+        critic_step: NetworkStep,
+        actor_step: NetworkStep,
+    ) -> UpdateResult:
         steps = {"critic": critic_step, "actor": actor_step}
         return UpdateResult(
-            skipped=False,
+            skipped=skipped,
             metrics=metrics,
-            stats={name: s.stats for name, s in steps.items() if s.stats},
+            stats={name: st.stats for name, st in steps.items() if st.stats},
             weights={
-                name: s.weights
-                for name, s in steps.items()
-                if s.weights is not None and name in self.aggregators
+                name: st.weights
+                for name, st in steps.items()
+                if st.weights is not None and name in self.aggregators
             },
         )
+
+    def _update_sync_free(self, batch: Any, collect_stats: bool) -> UpdateResult:
+        """:meth:`update` without host reads: the skip decision is a device flag that masks
+        every state change (same results as the per-update path up to float rounding)."""
+        alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
+        self._zero_grads()
+        critic_step = self.gradients["critic"].compute_unchecked(
+            critic_batch, self.task_index, (), collect_stats
+        )
+        actor_step = self.gradients["actor"].compute_unchecked(
+            actor_batch, self.task_index, (critic_params,), collect_stats
+        )
+        metrics = self._temperature_step(critic_step, actor_step, alpha)
+        grads = [p.grad for m in (self.critic, self.actor) for p in m.parameters()]
+        ok = finite_flag([critic_step.losses, actor_step.losses, *grads, self.log_alpha.grad])
+        if self.config.grad_clip is not None:  # NaN-tolerant: the clipped NaN is masked below
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
+        for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
+            masked_adam_step(optimizer, ok)
+        applied = ok.to(torch.int64)
+        self._num_updates = self._num_updates + applied
+        self._nonfinite_skips = self._nonfinite_skips + (1 - applied)
+        self._consecutive_nonfinite = (self._consecutive_nonfinite + 1) * (1 - applied)
+        self._longest_nonfinite_run = torch.maximum(
+            self._longest_nonfinite_run, self._consecutive_nonfinite
+        )
+        every = self.config.target_update_every
+        due = ok if every == 1 else ok & (self._num_updates % every == 0)
+        masked_lerp_(
+            list(self.critic_target.parameters()),
+            list(self.critic.parameters()),
+            due.to(torch.float32) * self.config.tau,
+        )
+        return self._result(~ok, metrics, critic_step, actor_step)
 
     def _aggregator_snapshot(self) -> dict[str, dict[str, Any]]:
         """Deep copies of the aggregators' states (small: weights, EMAs, RNG states)."""
@@ -352,6 +487,7 @@ class MultiTaskSAC:
             "num_updates": self.num_updates,
             "nonfinite_skips": self.nonfinite_skips,
             "consecutive_nonfinite": self.consecutive_nonfinite,
+            "update_calls": self.update_calls,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -383,3 +519,5 @@ class MultiTaskSAC:
         self.num_updates = int(state["num_updates"])
         self.nonfinite_skips = int(state["nonfinite_skips"])
         self.consecutive_nonfinite = int(state["consecutive_nonfinite"])
+        # Checkpoints written before update_calls existed: every call was applied or skipped.
+        self.update_calls = int(state.get("update_calls", self.num_updates + self.nonfinite_skips))

@@ -177,9 +177,12 @@ class MultiTaskReplayBuffer:
         batch = _positive_int("batch_size_per_task", batch_size_per_task)
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer; add transitions first")
-        slots = torch.randint(0, self._size, (self.num_tasks, batch), generator=self._generator).to(
-            self.device, non_blocking=True
-        )
+        slots = torch.randint(0, self._size, (self.num_tasks, batch), generator=self._generator)
+        if self.device.type == "cuda":
+            # A copy from pinned memory is asynchronous; one from pageable memory would wait
+            # for the device. The slots still come from the CPU generator: same on every device.
+            slots = slots.pin_memory()
+        slots = slots.to(self.device, non_blocking=True)
         rows = self._task_index
         return TransitionBatch(
             obs=self.obs[rows, slots],

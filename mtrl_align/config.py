@@ -132,6 +132,12 @@ class LoopConfig:
     """torch.compile the all-task forward passes of the update: on, off, or auto (off: on the
     CPU the compiled update measured slower than eager, scripts/benchmark.py --sections loop;
     not yet measured on a GPU). Compile time is paid once per process, at the first update."""
+    sync_free: str = "auto"
+    """Decide skipped (NaN/inf) updates on the device, so that nothing inside an update waits
+    for it: on, off, or auto (on for a CUDA device when every network uses the summed loss,
+    i.e. method uniform or aggregation.networks=[]; off on the CPU, where reading a value back
+    costs nothing). The skip counters and the max_consecutive_nonfinite stop are read back at
+    logged updates only. Results equal the per-update path up to float rounding."""
     overlap_env_steps: bool = False
     """Step the envs (env.vector_strategy=async workers) while the learner updates. Acting
     still uses the newest policy, but the updates after step k sample a replay buffer that
@@ -202,6 +208,22 @@ def resolve_compile(mode: str, device: str) -> bool:
     return mode == "on"
 
 
+SYNC_FREE_MODES = ("auto", "on", "off")
+
+
+def summed_loss_only(agg: AggregationConfig) -> bool:
+    """Whether every network's gradient is the summed (weighted) loss: no aggregator logic."""
+    return agg.method == "uniform" or agg.networks == []
+
+
+def resolve_sync_free(mode: str, device: str, agg: AggregationConfig) -> bool:
+    """Whether ``train.sync_free=mode`` runs the sync-free update on ``device`` (auto: on a
+    CUDA device with summed-loss gradients; ``on`` is validated by validate_train_config)."""
+    if mode == "auto":
+        return str(device).startswith("cuda") and summed_loss_only(agg)
+    return mode == "on"
+
+
 def default_networks(method: str) -> list[str]:
     """Networks a method aggregates when ``aggregation.networks`` is null: both, except for
     methods only defined for losses >= 0 (the SAC actor loss is negative once Q is large)."""
@@ -260,6 +282,16 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
     spelled = {"true": "on", "false": "off"}
     config.train.compile = spelled.get(str(config.train.compile).lower(), config.train.compile)
     _choice("train.compile", config.train.compile, COMPILE_MODES)
+    config.train.sync_free = spelled.get(
+        str(config.train.sync_free).lower(), config.train.sync_free
+    )
+    _choice("train.sync_free", config.train.sync_free, SYNC_FREE_MODES)
+    if config.train.sync_free == "on" and not summed_loss_only(config.aggregation):
+        raise ConfigError(
+            "train.sync_free=on needs summed-loss gradients (aggregation.method=uniform or "
+            f"aggregation.networks=[]); aggregation.method={config.aggregation.method} runs "
+            "host-side aggregator logic in every update; use train.sync_free=auto or off"
+        )
     if config.env.num_workers is not None:
         _positive("env.num_workers", config.env.num_workers)
     if config.train.overlap_env_steps and config.env.vector_strategy != "async":
@@ -362,7 +394,7 @@ def config_fingerprint(config: TrainConfig) -> str:
     for key in ("run_dir", "runs_root", "device", "num_threads"):
         data.pop(key, None)
     data["env"].pop("num_workers", None)
-    for key in ("progress_bar", "total_env_steps", "log_every_updates", "compile"):
+    for key in ("progress_bar", "total_env_steps", "log_every_updates", "compile", "sync_free"):
         data["train"].pop(key, None)
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

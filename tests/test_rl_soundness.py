@@ -11,10 +11,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from sac_batches import OBS, A, Batch, T, make_batch
+from sac_batches import (
+    OBS,
+    A,
+    Batch,
+    T,
+    assert_same_state,
+    clone_state,
+    learning_state,
+    make_batch,
+)
 
 from agents import MultiTaskSAC
 from agents.losses import CriticBatch
@@ -33,50 +41,6 @@ def make_agent(method: str, seed: int = 0, variant: str = "shared", **aggregatio
     return MultiTaskSAC(
         config, AggregationConfig(method=method, **aggregation_kw), T, OBS, A, seed=seed
     )
-
-
-def assert_same_state(a: Any, b: Any, where: str = "state") -> None:
-    """Recursive equality of nested dicts / lists / tensors / numbers (NaN equals NaN)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), where
-        for key in a:
-            assert_same_state(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert isinstance(b, list | tuple) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype, where
-        if a.is_floating_point():
-            assert torch.equal(a.isnan(), b.isnan()), where
-            assert torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0)), where
-        else:
-            assert torch.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and np.array_equal(a, b, equal_nan=True), where
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), where
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def learning_state(agent: MultiTaskSAC) -> dict[str, Any]:
-    """Everything a skipped update must leave alone (the noise generator may move on)."""
-    state = agent.state_dict()
-    state.pop("noise_generator")
-    state.pop("nonfinite_skips")
-    state.pop("consecutive_nonfinite")
-    return {k: _clone(v) for k, v in state.items()}
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_clone(v) for v in value)
-    return value
 
 
 # -- 1. seeds ---------------------------------------------------------------------------------
@@ -117,7 +81,7 @@ def test_derived_seeds_are_distinct_and_stable():
 def test_resumed_randomised_agent_continues_identically():
     agent = make_agent("rlw", seed=5)
     agent.update(make_batch(0))
-    state = _clone(agent.state_dict())
+    state = clone_state(agent.state_dict())
     expected = agent.update(make_batch(1)).weights
     resumed = make_agent("rlw", seed=5)
     resumed.load_state_dict(state)

@@ -145,8 +145,17 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
     assert RunFiles(run_dir).read_status()["state"] == "finished"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "stop_step"),
+    [
+        ((), 20 + 3),
+        # sync-free: counters are read at logged updates, the 10th (log_every_updates=10)
+        (("train.sync_free=on", "aggregation.method=uniform"), 20 + 10),
+    ],
+    ids=["per-update", "sync-free"],
+)
 def test_nonfinite_losses_stop_the_run_with_a_clear_message(
-    tiny_config_path, tmp_path, monkeypatch
+    tiny_config_path, tmp_path, monkeypatch, overrides, stop_step
 ):
     from envs.replay_buffer import MultiTaskReplayBuffer
 
@@ -158,12 +167,30 @@ def test_nonfinite_losses_stop_the_run_with_a_clear_message(
 
     monkeypatch.setattr(MultiTaskReplayBuffer, "sample", poisoned)
     run_dir = tmp_path / "nan"
-    config = config_for(tiny_config_path, run_dir, "train.max_consecutive_nonfinite=3")
-    with pytest.raises(NonFiniteTrainingError, match="3 updates in a row.*critic_loss"):
+    config = config_for(tiny_config_path, run_dir, "train.max_consecutive_nonfinite=3", *overrides)
+    with pytest.raises(NonFiniteTrainingError, match=r"\d+ updates in a row.*critic_loss"):
         train(config)
     status = RunFiles(run_dir).read_status()
     assert status["state"] == "failed" and "NaN/inf" in status["error"]
-    assert status["env_steps"] == 20 + 3
+    assert status["env_steps"] == stop_step
+
+
+def test_sync_free_training_is_deterministic_and_logs(tiny_config_path, tmp_path):
+    overrides = ("train.sync_free=on", "aggregation.method=uniform")
+    first, second = tmp_path / "a", tmp_path / "b"
+    train(config_for(tiny_config_path, first, *overrides))
+    train(config_for(tiny_config_path, second, *overrides))
+    assert evaluations_without_time(first) == evaluations_without_time(second)
+    assert_same_agent(final_agent(first), final_agent(second))
+    agent = final_agent(first)
+    assert agent["num_updates"] == agent["update_calls"] == 100 - 20
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(RunFiles(first).tensorboard))
+    events.Reload()
+    logged = events.Scalars("losses/critic/reach-v3")
+    assert len(logged) == (100 - 20) // 10  # every 10th update, read back only then
+    assert events.Scalars("perf/nonfinite_skips")[-1].value == 0.0
 
 
 def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(reference_run, tmp_path):

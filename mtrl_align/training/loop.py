@@ -30,7 +30,12 @@ import torch
 
 from agents.sac import MultiTaskSAC, UpdateResult
 from mtrl_align.allocator import keep_freed_memory
-from mtrl_align.config import TrainConfig, resolve_compile, validate_train_config
+from mtrl_align.config import (
+    TrainConfig,
+    resolve_compile,
+    resolve_sync_free,
+    validate_train_config,
+)
 from mtrl_align.config_io import save_config
 from mtrl_align.device import resolve_device
 from mtrl_align.training.checkpoint import (
@@ -167,6 +172,9 @@ class Trainer:
             device=self.device,
             seed=config.seed,
             compile=resolve_compile(config.train.compile, str(self.device)),
+            sync_free=resolve_sync_free(
+                config.train.sync_free, str(self.device), config.aggregation
+            ),
         )
         from envs import MultiTaskReplayBuffer
 
@@ -319,22 +327,29 @@ class Trainer:
         config = self.config
         start = time.perf_counter()
         for _ in range(config.train.updates_per_env_step):
-            collect = (self.agent.num_updates + 1) % config.train.log_every_updates == 0
+            collect = (self.agent.update_calls + 1) % config.train.log_every_updates == 0
             sample_start = time.perf_counter()
             batch = self.buffer.sample(config.train.batch_size_per_task)
             self.timings.sample += time.perf_counter() - sample_start
             result_update = self.agent.update(batch, collect_stats=collect)
-            if result_update.skipped:
-                self._on_nonfinite(result_update)
-            elif collect:
+            skipped = result_update.skipped
+            if isinstance(skipped, torch.Tensor):  # sync-free update: read back when logging
+                if not collect:
+                    continue
+                self._on_nonfinite(result_update, self.agent.longest_nonfinite_run)
+                skipped = bool(skipped)
+            elif skipped:
+                self._on_nonfinite(result_update, self.agent.consecutive_nonfinite)
+            if collect and not skipped:
                 self.logger.log_update(step_number, result_update)
         elapsed = time.perf_counter() - start
         self.timings.update += elapsed
         return elapsed
 
-    def _on_nonfinite(self, result: UpdateResult) -> None:
+    def _on_nonfinite(self, result: UpdateResult, run_length: int) -> None:
+        """Stop with a message once ``run_length`` updates in a row were skipped."""
         limit = self.config.train.max_consecutive_nonfinite
-        if self.agent.consecutive_nonfinite < limit:
+        if run_length < limit:
             return
         bad = []
         for key in ("critic_loss", "actor_loss", "alpha_loss"):
@@ -344,7 +359,7 @@ class Trainer:
                 bad.append(f"{key} of {tasks}")
         where = "; ".join(bad) if bad else "the gradients (losses were finite)"
         raise NonFiniteTrainingError(
-            f"{self.agent.consecutive_nonfinite} updates in a row were skipped because of NaN/inf "
+            f"{run_length} updates in a row were skipped because of NaN/inf "
             f"in {where} (env step {self.counters.env_steps}, "
             f"{self.agent.nonfinite_skips} skipped in total); stopping. Try lower learning "
             "rates, agent.grad_clip, or check the rewards (train.max_consecutive_nonfinite "
