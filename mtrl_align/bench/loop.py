@@ -18,10 +18,13 @@ Rows: network size (2 x 128, 3 x 400) x method (uniform, pcgrad, aligned-mtl) x 
   reference path;
 * ``overlap``: ``env.vector_strategy=async`` with one worker process and
   ``train.overlap_env_steps=true`` (the worker steps while the learner updates);
-* ``compiled``: the exact loop with ``train.compile=on`` (uniform only).
+* ``compiled``: the exact loop with ``train.compile=on`` (uniform only);
+* ``sync-free``: the exact loop with ``train.sync_free=on`` (uniform only: skips decided on
+  the device, nothing read back inside an update; the other rows set ``train.sync_free=off``).
 
 and the device (``cpu``, plus ``cuda`` where available). Printed ratios, all from this run:
-aligned-mtl / uniform update time, overlap / exact steps/s, compiled / exact update time, and,
+aligned-mtl / uniform update time, overlap / exact steps/s, compiled / exact and sync-free /
+exact update time, and,
 when the JAX peer is set up (``MTRL_ALIGN_JAX_PEER``, see docs/jax_peer.md), our steps/s over
 the peer's, measured right after ours by :mod:`mtrl_align.bench.jax_peer`.
 """
@@ -45,7 +48,7 @@ class LoopCase:
 
     network: str
     method: str
-    mode: str  # exact | overlap | compiled
+    mode: str  # exact | overlap | compiled | sync-free
     device: str = "cpu"
 
 
@@ -72,6 +75,7 @@ def _overrides(case: LoopCase, total: int, warmup: int, threads: int, run_dir: s
         items += ["env.vector_strategy=async", "env.num_workers=1", "train.overlap_env_steps=true"]
     if case.mode == "compiled":
         items.append("train.compile=on")
+    items.append(f"train.sync_free={'on' if case.mode == 'sync-free' else 'off'}")
     return items
 
 
@@ -122,6 +126,7 @@ def cases(quick: bool, devices: list[str]) -> list[LoopCase]:
                 rows.append(LoopCase(network, method, "exact", device))
                 rows.append(LoopCase(network, method, "overlap", device))
             rows.append(LoopCase(network, "uniform", "compiled", device))
+            rows.append(LoopCase(network, "uniform", "sync-free", device))
     return rows
 
 
@@ -173,6 +178,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             )
         if mode == "compiled" and exact is not None:
             ratios[f"{device}/{network}/compiled_over_eager_update"] = (
+                row["update_ms"] / exact["update_ms"]
+            )
+        if mode == "sync-free" and exact is not None:
+            ratios[f"{device}/{network}/sync_free_over_exact_update"] = (
                 row["update_ms"] / exact["update_ms"]
             )
     peer = _peer(quick, threads)
