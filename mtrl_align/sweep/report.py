@@ -86,7 +86,7 @@ def build_report(
     runs = load_runs(runs_dir)
     finished = [r for r in runs if r.state is RunState.FINISHED and r.evaluations]
     excluded = [
-        f"{r.run_dir} ({r.state.value}, {len(r.evaluations)} evaluations)"
+        f"{r.run_dir} ({_state_label(r.state)}, {len(r.evaluations)} evaluations)"
         for r in runs
         if r not in finished
     ]
@@ -135,3 +135,8 @@ def build_report(
     return Report(
         rows, protocol, metric, excluded, markdown_path, csv_path, plots, stability, stability_csv
     )
+
+
+def _state_label(state: RunState) -> str:
+    """How a left-out run is described: a run dir cannot tell a live run from a killed one."""
+    return "running or interrupted" if state is RunState.INTERRUPTED else state.value
