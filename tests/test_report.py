@@ -192,7 +192,9 @@ def test_unfinished_runs_are_left_out_and_listed(sweep_dir, tmp_path):
     report = build_report(root, tmp_path / "out", with_plots=False)
     uniform = next(r for r in report.rows if r.label == "uniform")
     assert uniform.seeds == sorted(logs["uniform"])
-    assert any(str(running) in line and "running or interrupted" in line for line in report.excluded)
+    assert any(
+        str(running) in line and "running or interrupted" in line for line in report.excluded
+    )
     assert str(running) in report.markdown.read_text()
 
 
