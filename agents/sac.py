@@ -40,7 +40,12 @@ from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from agents.networks import network_options
 from agents.sync_free import finite_flag, masked_adam_step, masked_lerp_
 from mtrl_align import aggregation
-from mtrl_align.config import AgentConfig, AggregationConfig, resolve_aggregation
+from mtrl_align.config import (
+    AgentConfig,
+    AggregationConfig,
+    resolve_aggregation,
+    summed_loss_only,
+)
 
 
 @dataclass
@@ -58,15 +63,23 @@ class UpdateResult:
     """Per aggregated network: task weights [T] applied."""
 
 
-def check_sync_free(method: str, aggregated: list[str]) -> None:
-    """Raise ``ValueError`` unless the sync-free update can run this method: every network
-    must use the summed loss (``uniform``, or no network aggregated)."""
-    if aggregated and method != "uniform":
-        raise ValueError(
-            f"the sync-free update (train.sync_free=on) needs summed-loss gradients, but method "
-            f"{method!r} aggregates {aggregated} with host-side logic; use train.sync_free=auto "
-            "or off, method uniform, or aggregation.networks=[]"
-        )
+class _UpdateCounter:
+    """An int attribute of :class:`MultiTaskSAC` held in ``_<name>``: a Python int, or a 0-dim
+    int64 device tensor on the sync-free path (reading the attribute then reads the device)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, agent: Any, owner: type | None = None) -> Any:
+        if agent is None:
+            return self
+        return int(getattr(agent, self.slot))
+
+    def __set__(self, agent: Any, value: int) -> None:
+        if agent.sync_free:
+            setattr(agent, self.slot, torch.tensor(int(value), device=agent.device))
+        else:
+            setattr(agent, self.slot, int(value))
 
 
 class MultiTaskSAC:
@@ -190,64 +203,29 @@ class MultiTaskSAC:
             ),
         }
         self.sync_free = bool(sync_free)
-        if self.sync_free:
-            check_sync_free(self.method, list(self.aggregators))
+        if self.sync_free and not summed_loss_only(aggregation_config):
+            raise ValueError(
+                f"the sync-free update (train.sync_free=on) needs summed-loss gradients, but "
+                f"method {self.method!r} aggregates {aggregation_config.networks} with host-side "
+                "logic; use train.sync_free=auto or off, method uniform, or aggregation.networks=[]"
+            )
         self.update_calls = 0
         """Calls of :meth:`update`, skipped ones included (the loop's logging schedule)."""
-        # Counters of applied / skipped updates; device tensors on the sync-free path (read
-        # back only through the properties below).
-        self._num_updates: int | Tensor = 0
-        self._nonfinite_skips: int | Tensor = 0
-        self._consecutive_nonfinite: int | Tensor = 0
-        self._longest_nonfinite_run: int | Tensor = 0
-        if self.sync_free:
-            self._to_device_counters()
+        self.num_updates = 0
+        self.nonfinite_skips = 0
+        self.consecutive_nonfinite = 0
+        self.longest_nonfinite_run = 0
 
-    # -- counters ----------------------------------------------------------------------------
-    @property
-    def num_updates(self) -> int:
-        """Updates applied (skipped ones not counted); reads the device on the sync-free path."""
-        return int(self._num_updates)
-
-    @num_updates.setter
-    def num_updates(self, value: int) -> None:
-        self._num_updates = self._counter(value)
-
-    @property
-    def nonfinite_skips(self) -> int:
-        """Updates skipped for NaN/inf so far."""
-        return int(self._nonfinite_skips)
-
-    @nonfinite_skips.setter
-    def nonfinite_skips(self, value: int) -> None:
-        self._nonfinite_skips = self._counter(value)
-
-    @property
-    def consecutive_nonfinite(self) -> int:
-        """Updates skipped in a row up to the last one (0 after an applied update)."""
-        return int(self._consecutive_nonfinite)
-
-    @consecutive_nonfinite.setter
-    def consecutive_nonfinite(self, value: int) -> None:
-        self._consecutive_nonfinite = self._counter(value)
-
-    @property
-    def longest_nonfinite_run(self) -> int:
-        """The longest run of consecutive skipped updates since this agent was built (what
-        the training loop checks on the sync-free path, where it reads counters only when
-        logging)."""
-        return int(self._longest_nonfinite_run)
-
-    def _counter(self, value: int) -> int | Tensor:
-        if self.sync_free:
-            return torch.tensor(int(value), dtype=torch.int64, device=self.device)
-        return int(value)
-
-    def _to_device_counters(self) -> None:
-        self.num_updates = int(self._num_updates)
-        self.nonfinite_skips = int(self._nonfinite_skips)
-        self.consecutive_nonfinite = int(self._consecutive_nonfinite)
-        self._longest_nonfinite_run = self._counter(int(self._longest_nonfinite_run))
+    # Counters; device tensors on the sync-free path, read back only through these attributes.
+    num_updates = _UpdateCounter()
+    """Updates applied (skipped ones not counted)."""
+    nonfinite_skips = _UpdateCounter()
+    """Updates skipped for NaN/inf so far."""
+    consecutive_nonfinite = _UpdateCounter()
+    """Updates skipped in a row up to the last one (0 after an applied update)."""
+    longest_nonfinite_run = _UpdateCounter()
+    """The longest run of consecutive skipped updates since this agent was built (what the
+    training loop checks on the sync-free path, where it reads counters only when logging)."""
 
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -339,14 +317,10 @@ class MultiTaskSAC:
             self._restore_aggregators(snapshot)
             self.nonfinite_skips += 1
             self.consecutive_nonfinite += 1
-            self._longest_nonfinite_run = max(
-                self._longest_nonfinite_run, self._consecutive_nonfinite
-            )
+            self.longest_nonfinite_run = max(self.longest_nonfinite_run, self.consecutive_nonfinite)
             return UpdateResult(skipped=True, metrics=metrics)
         self.consecutive_nonfinite = 0
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
+        self._clip_gradients()
         self.critic_optimizer.step()
         self.actor_optimizer.step()
         self.alpha_optimizer.step()
@@ -413,9 +387,7 @@ class MultiTaskSAC:
         metrics = self._temperature_step(critic_step, actor_step, alpha)
         grads = [p.grad for m in (self.critic, self.actor) for p in m.parameters()]
         ok = finite_flag([critic_step.losses, actor_step.losses, *grads, self.log_alpha.grad])
-        if self.config.grad_clip is not None:  # NaN-tolerant: the clipped NaN is masked below
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
+        self._clip_gradients()  # a clipped NaN stays NaN and is masked below
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             masked_adam_step(optimizer, ok)
         applied = ok.to(torch.int64)
@@ -433,6 +405,12 @@ class MultiTaskSAC:
             due.to(torch.float32) * self.config.tau,
         )
         return self._result(~ok, metrics, critic_step, actor_step)
+
+    def _clip_gradients(self) -> None:
+        """``agent.grad_clip``: clip the critic's and the actor's gradient norms."""
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
 
     def _aggregator_snapshot(self) -> dict[str, dict[str, Any]]:
         """Deep copies of the aggregators' states (small: weights, EMAs, RNG states)."""
