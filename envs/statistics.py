@@ -178,3 +178,104 @@ def summarize_over_seeds(
         confidence=confidence,
         bootstrap_reps=bootstrap_reps,
     )
+
+
+def _check_two_samples(x: np.ndarray, y: np.ndarray, ndim: int, what: str) -> None:
+    for name, sample in (("x", x), ("y", y)):
+        if sample.ndim != ndim:
+            raise ValueError(f"{name} must be {what}; got shape {tuple(sample.shape)}")
+        if sample.shape[0] < 2:
+            raise ValueError(
+                f"{name} has {sample.shape[0]} seed(s); an interval needs >= 2 seeds per sample"
+            )
+        if not np.isfinite(sample).all():
+            raise ValueError(f"{name} has non-finite values: {sample[~np.isfinite(sample)]}")
+    if ndim == 2 and x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} tasks but y has {y.shape[1]}; they must match")
+
+
+def mean_difference_interval(
+    x: np.ndarray, y: np.ndarray, confidence: float = 0.95, reps: int = 10_000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """``mean(x) - mean(y)`` of two independent samples, with a percentile bootstrap interval.
+
+    Args:
+        x, y: one value per seed, [n] and [m] (e.g. each seed's mean success over tasks);
+            n, m >= 2.
+        confidence, reps, seed: interval coverage, bootstrap replications, generator seed.
+
+    Returns:
+        ``(difference, (low, high))``; each replicate resamples the seeds of x and of y with
+        replacement, each sample on its own.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _check_two_samples(x, y, 1, "one value per seed, shape [seeds]")
+    point = float(x.mean() - y.mean())
+    if np.ptp(x) == 0.0 and np.ptp(y) == 0.0:  # every resample is identical
+        return point, (point, point)
+
+    def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return a.mean(axis=axis) - b.mean(axis=axis)
+
+    result = scipy.stats.bootstrap(
+        (x, y),
+        statistic,
+        n_resamples=reps,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return point, (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) of x [..., n, T] over y [..., m, T], ties half, mean over tasks -> [...]."""
+    a, b = x[..., :, None, :], y[..., None, :, :]
+    wins = (a > b).astype(np.float64) + 0.5 * (a == b)
+    return wins.mean(axis=(-3, -2)).mean(axis=-1)
+
+
+def probability_of_improvement(
+    x_scores: np.ndarray,
+    y_scores: np.ndarray,
+    confidence: float = 0.95,
+    reps: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
+    """Probability of improvement P(X > Y) (Agarwal et al. 2021, rliable), with its interval.
+
+    Per task, the chance that a random seed of X scores higher than a random seed of Y (ties
+    count half: the Mann-Whitney U statistic / (n m)); then the mean over tasks. 0.5 means no
+    ordering; 1 means every seed of X beats every seed of Y on every task.
+
+    Args:
+        x_scores, y_scores: success per seed and task, [n, T] and [m, T]; n, m >= 2.
+        confidence, reps, seed: interval coverage, bootstrap replications, generator seed.
+
+    Returns:
+        ``(probability, (low, high))``; the interval is a stratified percentile bootstrap:
+        every replicate resamples the seeds within every task, independently for X and Y.
+    """
+    x_scores = np.asarray(x_scores, dtype=np.float64)
+    y_scores = np.asarray(y_scores, dtype=np.float64)
+    _check_two_samples(x_scores, y_scores, 2, "success per seed and task, shape [seeds, tasks]")
+    point = float(_improvement(x_scores, y_scores))
+    if np.ptp(x_scores, axis=0).max() == 0.0 and np.ptp(y_scores, axis=0).max() == 0.0:
+        return point, (point, point)
+    tasks = x_scores.shape[1]
+
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        columns = [np.moveaxis(s, axis, -1) for s in samples]  # each [..., seeds]
+        return _improvement(np.stack(columns[:tasks], axis=-1), np.stack(columns[tasks:], axis=-1))
+
+    result = scipy.stats.bootstrap(
+        tuple(x_scores.T) + tuple(y_scores.T),
+        statistic,
+        n_resamples=reps,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return point, (float(result.confidence_interval.low), float(result.confidence_interval.high))

@@ -54,7 +54,8 @@ if [[ ! -d $SWEEPS ]]; then
   exit 1
 fi
 "${MTRL[@]}" archive "$SWEEPS" "$ARCHIVE" || exit $?
-if "${MTRL[@]}" report "$SWEEPS" --out "$RESULTS" --metric final >/dev/null; then
+if "${MTRL[@]}" report "$SWEEPS" --out "$RESULTS" --metric final \
+  --baseline "uniform (agent.variant=shared)" >/dev/null; then
   echo "study: report in $RESULTS/report.md"
   for png in "$RESULTS"/*.png; do
     [[ -f $png ]] || continue

@@ -93,11 +93,13 @@ def main(page: Path, archive: Path, results: Path) -> int:
             line for line in markdown.splitlines()[:8] if line.startswith("- ")
         )  # protocol stamp and reported number
         table = section(markdown, "| Method | Seeds | Mean success", "## ")
+        # the report's comparison with MT-SAC, one heading level down under "Results"
+        differences = re.sub(r"^## ", "### ", section(markdown, "## Differences", "## "))
         text = replace_block(
             text,
             "results",
             f"From [`mt10_cpu_study/report.md`](mt10_cpu_study/report.md) ({stamp}; finished "
-            f"runs only):\n\n{head}\n\n{table}",
+            f"runs only):\n\n{head}\n\n{table}\n\n{differences}".rstrip("\n"),
         )
         stability = section(markdown, "## Gradient stability", "## Plots")
         if stability:

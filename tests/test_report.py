@@ -268,3 +268,67 @@ def test_report_cli_prints_table(sweep_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| Method | Seeds | Mean success (± SEM) | IQM [95% CI] |" in printed
     assert (out / "report.md").is_file() and (out / "report.csv").is_file()
+
+
+def test_comparison_with_the_baseline(sweep_dir, tmp_path):
+    from rliable import metrics
+
+    root, logs = sweep_dir
+    report = build_report(root, tmp_path / "out", with_plots=False, with_stability=False)
+    (comparison,) = report.comparisons  # default baseline: the single uniform row
+    assert comparison.label == "aligned-mtl" and comparison.seeds == 5
+    final = {m: np.stack([s[-1] for s in per_seed.values()]) for m, per_seed in logs.items()}
+    ours, base = final["aligned-mtl"], final["uniform"]
+    assert comparison.difference == pytest.approx(ours.mean() - base.mean())  # equal seed weights
+    assert comparison.improvement == pytest.approx(metrics.probability_of_improvement(ours, base))
+    low, high = comparison.difference_ci
+    assert low <= comparison.difference <= high
+    expected = "inside the interval" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+    assert comparison.reading == expected
+    text = report.markdown.read_text()
+    assert "## Differences from uniform" in text
+    assert f"| aligned-mtl | 5 | {comparison.difference:+.3f} [{low:+.3f}, {high:+.3f}] |" in text
+    # the same row, named by its full label, gives the same numbers
+    again = build_report(
+        root, tmp_path / "again", with_plots=False, with_stability=False, baseline="uniform"
+    )
+    assert again.comparisons == report.comparisons
+    none = build_report(root, tmp_path / "none", with_plots=False, with_comparison=False)
+    assert none.comparisons == [] and "## Differences" not in none.markdown.read_text()
+
+
+def test_baseline_choice_and_too_few_seeds(tmp_path):
+    rng = np.random.default_rng(8)
+    for c, seeds in ((0.4, (0, 1, 2)), (0.9, (0,))):
+        for seed in seeds:
+            write_run(
+                tmp_path / f"c{c}" / f"seed_{seed}",
+                "cagrad",
+                seed,
+                random_success(rng),
+                config_changes={"aggregation.options": {"c": c}},
+            )
+    kwargs = {"with_plots": False, "with_stability": False}
+    # no uniform row: the default leaves a note, a named baseline must exist
+    text = build_report(tmp_path, tmp_path / "a", **kwargs).markdown.read_text()
+    assert "No comparison: baseline 'uniform' matches no row" in text
+    with pytest.raises(ValueError, match=r"baseline 'uniform' matches no row; rows: 'cagrad \("):
+        build_report(tmp_path, tmp_path / "b", baseline="uniform", **kwargs)
+    with pytest.raises(ValueError, match="baseline 'cagrad' matches 2 rows"):
+        build_report(tmp_path, tmp_path / "c", baseline="cagrad", **kwargs)
+    report = build_report(
+        tmp_path, tmp_path / "d", baseline="cagrad (aggregation.options.c=0.4)", **kwargs
+    )
+    (comparison,) = report.comparisons
+    assert comparison.label == "cagrad (aggregation.options.c=0.9)"
+    assert comparison.difference_ci is None and comparison.improvement is None
+    assert comparison.reading.startswith("n/a (needs >= 2 seeds")
+
+
+def test_report_cli_baseline(sweep_dir, tmp_path, capsys):
+    root, _ = sweep_dir
+    args = ["report", str(root), "--out", str(tmp_path / "cli"), "--no-plots", "--no-stability"]
+    assert cli_main([*args, "--baseline", "aligned-mtl"]) == 0
+    assert "## Differences from aligned-mtl" in capsys.readouterr().out
+    assert cli_main([*args, "--baseline", "nope"]) != 0
+    assert "baseline 'nope' matches no row" in capsys.readouterr().err

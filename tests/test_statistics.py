@@ -100,3 +100,94 @@ def test_single_seed_and_constant_scores():
 def test_bad_input(runs, message):
     with pytest.raises(ValueError, match=message):
         summarize_over_seeds(runs, bootstrap_reps=10)
+
+
+# --- two rows against each other: Δ mean success and probability of improvement ---
+
+
+def exact_bootstrap_difference_ci(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Percentiles of mean(x*) - mean(y*) over *every* equally likely pair of resamples."""
+    import itertools
+
+    x_means = [np.mean(c) for c in itertools.product(x, repeat=len(x))]
+    y_means = [np.mean(c) for c in itertools.product(y, repeat=len(y))]
+    differences = np.subtract.outer(np.asarray(x_means), np.asarray(y_means)).ravel()
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_mean_difference_matches_the_exact_bootstrap_distribution():
+    from envs.statistics import mean_difference_interval
+
+    x = np.array([0.30, 0.45, 0.25])
+    y = np.array([0.20, 0.10, 0.35, 0.15])
+    difference, (low, high) = mean_difference_interval(x, y, reps=40_000, seed=3)
+    assert difference == pytest.approx(x.mean() - y.mean())
+    exact_low, exact_high = exact_bootstrap_difference_ci(x, y)
+    assert low == pytest.approx(exact_low, abs=0.01)
+    assert high == pytest.approx(exact_high, abs=0.01)
+    assert mean_difference_interval(x, y, seed=5) == mean_difference_interval(x, y, seed=5)
+
+
+def stratified_improvement_ci(
+    x: np.ndarray, y: np.ndarray, reps: int, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of P(X > Y), seeds resampled within every task, X and Y apart."""
+    rng = np.random.default_rng(seed)
+    tasks = x.shape[1]
+    stats = np.empty(reps)
+    for r in range(reps):
+        xs = x[rng.integers(0, len(x), size=(len(x), tasks)), np.arange(tasks)]
+        ys = y[rng.integers(0, len(y), size=(len(y), tasks)), np.arange(tasks)]
+        # (sign + 1) / 2 is 1 for a win, 1/2 for a tie, 0 for a loss
+        stats[r] = ((np.sign(xs[:, None, :] - ys[None, :, :]) + 1) / 2).mean()
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_probability_of_improvement_matches_rliable_and_mann_whitney(scores):
+    from envs.statistics import probability_of_improvement
+
+    rng = np.random.default_rng(11)
+    other = np.clip(scores[:5] + rng.normal(0.05, 0.1, size=(5, len(TASKS))), 0, 1).round(1)
+    point, (low, high) = probability_of_improvement(other, scores, reps=4000, seed=2)
+    assert point == pytest.approx(metrics.probability_of_improvement(other, scores))
+    u = [scipy.stats.mannwhitneyu(other[:, t], scores[:, t]).statistic for t in range(len(TASKS))]
+    assert point == pytest.approx(np.mean(u) / (len(other) * len(scores)))
+    reverse, _ = probability_of_improvement(scores, other)
+    assert point + reverse == pytest.approx(1.0)  # ties count half for both
+    loop_low, loop_high = stratified_improvement_ci(other, scores, reps=4000, seed=9)
+    assert low == pytest.approx(loop_low, abs=0.03)
+    assert high == pytest.approx(loop_high, abs=0.03)
+    assert low <= point <= high
+
+
+def test_dominating_and_constant_rows():
+    from envs.statistics import mean_difference_interval, probability_of_improvement
+
+    rng = np.random.default_rng(1)
+    low_scores = rng.uniform(0.0, 0.4, size=(4, 3))
+    high_scores = rng.uniform(0.6, 1.0, size=(3, 3))
+    # every seed beats every seed on every task, so every resample does too
+    assert probability_of_improvement(high_scores, low_scores) == (1.0, (1.0, 1.0))
+    difference, (low, _) = mean_difference_interval(high_scores.mean(1), low_scores.mean(1))
+    assert low > 0.0 and difference > low
+    same = np.full((3, 2), 0.5)
+    assert probability_of_improvement(same, same) == (0.5, (0.5, 0.5))
+    assert mean_difference_interval(same[:, 0], same[:, 0]) == (0.0, (0.0, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.ones((1, 3)), np.ones((3, 3)), "x has 1 seed"),
+        (np.ones((3, 3)), np.ones((3, 2)), "x has 3 tasks but y has 2"),
+        (np.ones(3), np.ones((3, 3)), r"shape \[seeds, tasks\]; got shape \(3,\)"),
+        (np.array([[0.1, np.nan]] * 2), np.ones((2, 2)), "non-finite"),
+    ],
+)
+def test_comparison_bad_input(x, y, message):
+    from envs.statistics import probability_of_improvement
+
+    with pytest.raises(ValueError, match=message):
+        probability_of_improvement(x, y)

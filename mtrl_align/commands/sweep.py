@@ -215,7 +215,17 @@ def _register_report(subparsers: argparse._SubParsersAction) -> None:
         "scalars.jsonl or TensorBoard events)",
     )
     parser.add_argument(
-        "--bootstrap-seed", type=int, default=0, help="seed of the IQM bootstrap (default 0)"
+        "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="LABEL",
+        help="row the others are compared with (Δ mean success and probability of improvement, "
+        "95%% intervals): a full row label, e.g. 'uniform (agent.variant=shared)', or a method "
+        "with a single row (default: uniform, when it names one row)",
+    )
+    parser.add_argument(
+        "--no-comparison", action="store_true", help="leave out the comparison with the baseline"
     )
     parser.set_defaults(func=_run_report)
 
@@ -230,6 +240,8 @@ def _run_report(args: argparse.Namespace) -> int:
         bootstrap_seed=args.bootstrap_seed,
         with_plots=not args.no_plots,
         with_stability=not args.no_stability,
+        baseline=args.baseline,
+        with_comparison=not args.no_comparison,
     )
     print(report.markdown.read_text(), end="")
     print(f"\nwrote {report.markdown}, {report.csv}", end="")

@@ -40,6 +40,8 @@ class Report:
         stability: gradient stability, wall time and speed per row
             (:mod:`mtrl_align.sweep.stability`); empty when not computed.
         stability_csv: path of ``stability.csv``, when written.
+        comparisons: every row against the baseline
+            (:class:`mtrl_align.sweep.comparison.Comparison`); empty when not computed.
     """
 
     rows: list[RowResult]
@@ -51,6 +53,7 @@ class Report:
     plots: list[Path]
     stability: list = field(default_factory=list)
     stability_csv: Path | None = None
+    comparisons: list = field(default_factory=list)
 
 
 def build_report(
@@ -60,6 +63,8 @@ def build_report(
     bootstrap_seed: int = 0,
     with_plots: bool = True,
     with_stability: bool = True,
+    baseline: str | None = None,
+    with_comparison: bool = True,
 ) -> Report:
     """Read every run under ``runs_dir`` and write the report into ``out_dir``.
 
@@ -73,6 +78,10 @@ def build_report(
         with_stability: also add the gradient-stability and wall-time sections (from each
             run's ``scalars.jsonl`` or TensorBoard events), ``stability.csv`` and, when any run
             has stability scalars and ``with_plots``, ``stability.png``.
+        baseline: the row the others are compared with (a full row label, or a method with
+            one row; :mod:`mtrl_align.sweep.comparison`). None: ``uniform`` when it names
+            exactly one row; otherwise the section says why there is no comparison.
+        with_comparison: also add the ``Differences from <baseline>`` section.
 
     Raises:
         FileNotFoundError: no runs under ``runs_dir``.
@@ -106,6 +115,10 @@ def build_report(
         plot_success_curves(groups, protocol, plots[0])
         plot_intervals(rows, metric, plots[1])
     sections: list[str] = []
+    comparisons: list = []
+    if with_comparison:
+        comparisons, section = _comparison_section(rows, baseline, bootstrap_seed)
+        sections.append(section)
     stability: list = []
     stability_csv: Path | None = None
     if with_stability:
@@ -133,8 +146,35 @@ def build_report(
     csv_path = out_dir / CSV_NAME
     write_csv(csv_path, csv_rows(rows, protocol, metric))
     return Report(
-        rows, protocol, metric, excluded, markdown_path, csv_path, plots, stability, stability_csv
+        rows,
+        protocol,
+        metric,
+        excluded,
+        markdown_path,
+        csv_path,
+        plots,
+        stability,
+        stability_csv,
+        comparisons,
     )
+
+
+def _comparison_section(rows: list[RowResult], baseline: str | None, seed: int) -> tuple[list, str]:
+    from mtrl_align.sweep.comparison import (
+        DEFAULT_BASELINE,
+        choose_baseline,
+        compare_rows,
+        comparison_markdown,
+    )
+
+    try:
+        chosen = choose_baseline(rows, baseline if baseline is not None else DEFAULT_BASELINE)
+    except ValueError as error:
+        if baseline is not None:  # asked for by name: a mistake to report
+            raise
+        return [], f"## Differences\n\nNo comparison: {error} (`--baseline LABEL`)."
+    comparisons = compare_rows(rows, chosen, seed=seed)
+    return comparisons, comparison_markdown(comparisons, chosen)
 
 
 def _state_label(state: RunState) -> str:

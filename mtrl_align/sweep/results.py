@@ -51,6 +51,8 @@ class RowResult:
         iqm_ci: 95% stratified bootstrap interval of the IQM, ``(low, high)``.
         per_seed_mean: each seed's mean success, in the order of ``seeds``.
         reported_env_steps: env steps per task of the evaluation used, per seed.
+        per_seed_scores: success per seed and task, [seeds, tasks] in the order of ``seeds``
+            and ``tasks``.
     """
 
     label: str
@@ -63,6 +65,7 @@ class RowResult:
     iqm_ci: tuple[float, float]
     per_seed_mean: list[float]
     reported_env_steps: list[int]
+    per_seed_scores: list[list[float]]
 
 
 def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
@@ -110,4 +113,5 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         iqm_ci=(stats.iqm_ci[0], stats.iqm_ci[1]),
         per_seed_mean=[sum(s.values()) / len(s) for s in per_seed],
         reported_env_steps=[e.env_steps for e in picked],
+        per_seed_scores=[[s[t] for t in tasks] for s in per_seed],
     )
