@@ -9,7 +9,8 @@ Per row, two numbers with 95% bootstrap intervals (:mod:`envs.statistics`):
   stratified bootstrap over seeds within tasks.
 
 A difference is read as "inside the interval" (not shown by these seeds) when the Δ interval
-contains 0. Both rows need >= 2 seeds; with fewer there is nothing to resample.
+contains 0. Both rows need >= 3 seeds: two seeds have only three distinct resamples, whose
+percentile interval is far too narrow to mean anything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from mtrl_align.sweep.results import RowResult
 
 DEFAULT_BASELINE = "uniform"
-MIN_SEEDS = 2
+MIN_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class Comparison:
         label: the row's label.
         seeds: the row's number of seeds.
         difference: mean success of the row minus the baseline's.
-        difference_ci: 95% interval of ``difference``; None with < 2 seeds in either row.
-        improvement: probability of improvement P(row > baseline); None with < 2 seeds.
-        improvement_ci: its 95% interval; None with < 2 seeds.
+        difference_ci: 95% interval of ``difference``; None with < ``MIN_SEEDS`` seeds in a row.
+        improvement: probability of improvement P(row > baseline); None with < ``MIN_SEEDS`` seeds.
+        improvement_ci: its 95% interval; None with < ``MIN_SEEDS`` seeds.
     """
 
     label: str
