@@ -19,7 +19,7 @@ says. The IQM point estimate equals ``rliable.metrics.aggregate_iqm``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,6 +86,30 @@ def _iqm(scores: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
     return scipy.stats.trim_mean(flat, 0.25, axis=-1)
 
 
+def _percentile_interval(
+    samples: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    confidence: float,
+    reps: int,
+    seed: int,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a vectorized ``statistic(*samples, axis)``.
+
+    SciPy resamples every sample on its own (with replacement), from a generator seeded with
+    ``seed``: no global RNG is touched.
+    """
+    result = scipy.stats.bootstrap(
+        samples,
+        statistic,
+        n_resamples=reps,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def iqm_interval(
     scores: np.ndarray, confidence: float = 0.95, reps: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
@@ -98,16 +122,7 @@ def iqm_interval(
         stacked = np.stack([np.moveaxis(x, axis, -1) for x in task_samples], axis=-1)
         return _iqm(stacked, axis=(-2, -1))  # [..., seeds, tasks] -> [...]
 
-    result = scipy.stats.bootstrap(
-        tuple(scores.T),
-        statistic,
-        n_resamples=reps,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _percentile_interval(tuple(scores.T), statistic, confidence, reps, seed)
 
 
 def scores_matrix(
@@ -217,16 +232,7 @@ def mean_difference_interval(
     def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return a.mean(axis=axis) - b.mean(axis=axis)
 
-    result = scipy.stats.bootstrap(
-        (x, y),
-        statistic,
-        n_resamples=reps,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return point, (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    return point, _percentile_interval((x, y), statistic, confidence, reps, seed)
 
 
 def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -269,13 +275,5 @@ def probability_of_improvement(
         columns = [np.moveaxis(s, axis, -1) for s in samples]  # each [..., seeds]
         return _improvement(np.stack(columns[:tasks], axis=-1), np.stack(columns[tasks:], axis=-1))
 
-    result = scipy.stats.bootstrap(
-        tuple(x_scores.T) + tuple(y_scores.T),
-        statistic,
-        n_resamples=reps,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return point, (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    samples = tuple(x_scores.T) + tuple(y_scores.T)
+    return point, _percentile_interval(samples, statistic, confidence, reps, seed)

@@ -88,6 +88,19 @@ def random_success(rng: np.random.Generator, evaluations: int = 3) -> np.ndarray
     return rng.integers(0, EPISODES + 1, size=(evaluations, len(TASKS))) / EPISODES
 
 
+def write_cagrad_rows(root: Path, rng: np.random.Generator, seeds: dict[float, tuple]) -> None:
+    """CAGrad runs with random success, one row per c: ``{c: seeds of that row}``."""
+    for c, row_seeds in seeds.items():
+        for seed in row_seeds:
+            write_run(
+                root / f"c{c}" / f"seed_{seed}",
+                "cagrad",
+                seed,
+                random_success(rng),
+                config_changes={"aggregation.options": {"c": c}},
+            )
+
+
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> tuple[Path, dict[str, dict[int, np.ndarray]]]:
     rng = np.random.default_rng(7)
@@ -199,16 +212,7 @@ def test_unfinished_runs_are_left_out_and_listed(sweep_dir, tmp_path):
 
 
 def test_same_method_other_settings_get_own_rows(tmp_path):
-    rng = np.random.default_rng(4)
-    for c in (0.4, 0.9):
-        for seed in (0, 1):
-            write_run(
-                tmp_path / f"c{c}" / f"seed_{seed}",
-                "cagrad",
-                seed,
-                random_success(rng),
-                config_changes={"aggregation.options": {"c": c}},
-            )
+    write_cagrad_rows(tmp_path, np.random.default_rng(4), {0.4: (0, 1), 0.9: (0, 1)})
     report = build_report(tmp_path, with_plots=False)
     labels = sorted(row.label for row in report.rows)
     assert labels == ["cagrad (aggregation.options.c=0.4)", "cagrad (aggregation.options.c=0.9)"]
@@ -298,16 +302,7 @@ def test_comparison_with_the_baseline(sweep_dir, tmp_path):
 
 
 def test_baseline_choice_and_too_few_seeds(tmp_path):
-    rng = np.random.default_rng(8)
-    for c, seeds in ((0.4, (0, 1, 2)), (0.9, (0, 1))):
-        for seed in seeds:
-            write_run(
-                tmp_path / f"c{c}" / f"seed_{seed}",
-                "cagrad",
-                seed,
-                random_success(rng),
-                config_changes={"aggregation.options": {"c": c}},
-            )
+    write_cagrad_rows(tmp_path, np.random.default_rng(8), {0.4: (0, 1, 2), 0.9: (0, 1)})
     kwargs = {"with_plots": False, "with_stability": False}
     # no uniform row: the default leaves a note, a named baseline must exist
     text = build_report(tmp_path, tmp_path / "a", **kwargs).markdown.read_text()
