@@ -327,3 +327,40 @@ def test_report_cli_baseline(sweep_dir, tmp_path, capsys):
     assert "## Differences from aligned-mtl" in capsys.readouterr().out
     assert cli_main([*args, "--baseline", "nope"]) != 0
     assert "baseline 'nope' matches no row" in capsys.readouterr().err
+
+
+def test_baseline_named_by_settings_its_label_leaves_out(tmp_path):
+    """``uniform (agent.variant=shared)`` names the shared row before any multi-head row exists,
+    and never a row of another variant that happens to be labelled ``uniform``."""
+    rng = np.random.default_rng(9)
+    kwargs = {"with_plots": False, "with_stability": False}
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "shared" / f"u{seed}", "uniform", seed, random_success(rng))
+        write_run(tmp_path / "shared" / f"p{seed}", "pcgrad", seed, random_success(rng))
+    shared = "uniform (agent.variant=shared)"
+    report = build_report(tmp_path / "shared", tmp_path / "r1", baseline=shared, **kwargs)
+    assert [r.label for r in report.rows] == ["pcgrad", "uniform"]
+    (comparison,) = report.comparisons
+    assert comparison.label == "pcgrad"
+    with pytest.raises(ValueError, match=r"'uniform \(agent.variant=multi-head\)' matches no row"):
+        build_report(
+            tmp_path / "shared",
+            tmp_path / "r2",
+            baseline="uniform (agent.variant=multi-head)",
+            **kwargs,
+        )
+    # only multi-head uniform runs: their row is labelled 'uniform' too, and is not 'shared'
+    for seed in (0, 1, 2):
+        write_run(
+            tmp_path / "mh" / f"u{seed}",
+            "uniform",
+            seed,
+            random_success(rng),
+            config_changes={"agent.variant": "multi-head"},
+        )
+    with pytest.raises(ValueError, match=r"'uniform \(agent.variant=shared\)' matches no row"):
+        build_report(tmp_path / "mh", tmp_path / "r3", baseline=shared, **kwargs)
+    # both variants: the labels name the variant and the exact label is taken
+    both = build_report(tmp_path, tmp_path / "r4", baseline=shared, **kwargs)
+    assert shared in [r.label for r in both.rows]
+    assert {c.label for c in both.comparisons} == {"pcgrad", "uniform (agent.variant=multi-head)"}

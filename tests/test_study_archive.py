@@ -312,3 +312,25 @@ def test_config_keys_added_later_count_as_defaults(sweep, tmp_path):
     (old.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     with pytest.raises(ValueError, match="num_experts"):
         check_specs(specs)
+
+
+def test_study_archive_is_not_git_ignored():
+    """The study script archives finished runs into git; an ignore rule there loses them.
+
+    ``runs/`` (not ``/runs/``) in .gitignore once matched docs/results/.../runs/ as well, and
+    every archived run vanished with the machine.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    archived = "docs/results/mt10_cpu_study/runs/shared/uniform/seed_0/eval.jsonl"
+    local = "runs/sweeps/mt10_cpu_study/shared/uniform/seed_0/eval.jsonl"
+    verdicts = {
+        path: subprocess.run(
+            ["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT, check=False
+        ).returncode
+        for path in (archived, local)
+    }
+    assert verdicts == {archived: 1, local: 0}, f"0 = ignored, 1 = tracked: {verdicts}"

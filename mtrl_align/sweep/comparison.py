@@ -58,7 +58,12 @@ class Comparison:
 
 
 def choose_baseline(rows: Sequence[RowResult], spec: str) -> RowResult:
-    """The row ``spec`` names: an exact label, or else a method with a single row.
+    """The row ``spec`` names: an exact label, a label's settings, or a method with one row.
+
+    ``spec`` may be written as a label, ``method (key=value, ...)``, and match a row whose label
+    leaves the settings out: a label names only the settings in which the rows of a method
+    differ, so ``uniform (agent.variant=shared)`` is just ``uniform`` while no multi-head row
+    has finished. Such a match checks every named setting against the row's config.
 
     Raises:
         ValueError: no row or several rows match; the message lists the labels to choose from.
@@ -67,6 +72,15 @@ def choose_baseline(rows: Sequence[RowResult], spec: str) -> RowResult:
     exact = [row for row in rows if row.label == spec]
     if exact:
         return exact[0]
+    method, wanted = _parse_label(spec)
+    if wanted:
+        by_settings = [
+            row
+            for row in rows
+            if row.method == method and all(dict(row.settings).get(k) == v for k, v in wanted)
+        ]
+        if len(by_settings) == 1:
+            return by_settings[0]
     by_method = [row for row in rows if row.method == spec]
     if len(by_method) == 1:
         return by_method[0]
@@ -78,6 +92,20 @@ def choose_baseline(rows: Sequence[RowResult], spec: str) -> RowResult:
             "name one by its full label"
         )
     raise ValueError(f"baseline '{spec}' matches no row; rows: {choices}")
+
+
+def _parse_label(spec: str) -> tuple[str, list[tuple[str, str]]]:
+    """``'m (a=1, b=[2,3])'`` -> ``('m', [('a', '1'), ('b', '[2,3]')])``; no settings: ``[]``."""
+    head, _, rest = spec.partition(" (")
+    if not rest.endswith(")"):
+        return spec, []
+    pairs = []
+    for part in rest[:-1].split(", "):
+        key, sep, value = part.partition("=")
+        if not sep:
+            return spec, []
+        pairs.append((key.strip(), value.strip()))
+    return head, pairs
 
 
 def compare_rows(rows: Sequence[RowResult], baseline: RowResult, seed: int = 0) -> list[Comparison]:

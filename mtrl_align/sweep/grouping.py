@@ -38,11 +38,17 @@ class RunGroup:
         label: row label, e.g. ``aligned-mtl`` or ``cagrad (aggregation.options.c=0.9)``.
         method: the aggregation method.
         runs: one run per seed, sorted by seed.
+        settings: the row's dotted config leaves, run-time keys left out (shown as in labels).
     """
 
     label: str
     method: str
     runs: tuple[RunRecord, ...]
+    settings: tuple[tuple[str, str], ...] = ()
+
+    def setting(self, key: str) -> str | None:
+        """The row's value of dotted ``key`` as a label shows it (None: no such key)."""
+        return dict(self.settings).get(key)
 
     @property
     def seeds(self) -> list[int]:
@@ -112,7 +118,8 @@ def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
             settings = dict(identity)
             extra = ", ".join(f"{k}={_show(settings.get(k))}" for k in differing)
             label = f"{method} ({extra})" if extra else method
-            groups.append(RunGroup(label, method, tuple(members)))
+            shown = tuple((k, _show(v)) for k, v in identity)
+            groups.append(RunGroup(label, method, tuple(members), shown))
     return sorted(groups, key=lambda g: g.label)
 
 
@@ -122,6 +129,7 @@ def _differing_keys(settings: list[dict[str, object]]) -> list[str]:
 
 
 def _show(value: object) -> str:
+    """A setting's value as row labels show it: ``0.9``, ``[400,400]``."""
     if isinstance(value, tuple):
         return "[" + ",".join(_show(v) for v in value) + "]"
     return str(value)

@@ -53,6 +53,7 @@ class RowResult:
         reported_env_steps: env steps per task of the evaluation used, per seed.
         per_seed_scores: success per seed and task, [seeds, tasks] in the order of ``seeds``
             and ``tasks``.
+        settings: the row's dotted config leaves as labels show them (``RunGroup.settings``).
     """
 
     label: str
@@ -66,6 +67,7 @@ class RowResult:
     per_seed_mean: list[float]
     reported_env_steps: list[int]
     per_seed_scores: list[list[float]]
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
@@ -114,4 +116,5 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         per_seed_mean=[sum(s.values()) / len(s) for s in per_seed],
         reported_env_steps=[e.env_steps for e in picked],
         per_seed_scores=[[s[t] for t in tasks] for s in per_seed],
+        settings=group.settings,
     )
