@@ -75,9 +75,7 @@ def choose_baseline(rows: Sequence[RowResult], spec: str) -> RowResult:
     method, wanted = _parse_label(spec)
     if wanted:
         by_settings = [
-            row
-            for row in rows
-            if row.method == method and all(dict(row.settings).get(k) == v for k, v in wanted)
+            row for row in rows if row.method == method and set(wanted) <= set(row.settings)
         ]
         if len(by_settings) == 1:
             return by_settings[0]

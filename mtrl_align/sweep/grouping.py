@@ -46,10 +46,6 @@ class RunGroup:
     runs: tuple[RunRecord, ...]
     settings: tuple[tuple[str, str], ...] = ()
 
-    def setting(self, key: str) -> str | None:
-        """The row's value of dotted ``key`` as a label shows it (None: no such key)."""
-        return dict(self.settings).get(key)
-
     @property
     def seeds(self) -> list[int]:
         return [run.seed for run in self.runs]
@@ -115,10 +111,10 @@ def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
         for identity in identities:
             members = sorted(by_identity[identity], key=lambda r: r.seed)
             _check_distinct_seeds(members)
-            settings = dict(identity)
-            extra = ", ".join(f"{k}={_show(settings.get(k))}" for k in differing)
-            label = f"{method} ({extra})" if extra else method
             shown = tuple((k, _show(v)) for k, v in identity)
+            settings = dict(shown)
+            extra = ", ".join(f"{k}={settings.get(k, 'None')}" for k in differing)
+            label = f"{method} ({extra})" if extra else method
             groups.append(RunGroup(label, method, tuple(members), shown))
     return sorted(groups, key=lambda g: g.label)
 
