@@ -10,7 +10,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from agents.initialization import InitSpec
 from agents.networks import build_network
+
+LOG_STD_BOUNDS = ("tanh", "clip")
+"""How the raw log-std output is kept in [log_std_min, log_std_max] (``agent.log_std_bound``)."""
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -19,9 +23,15 @@ class TanhGaussianActor(nn.Module):
     """pi(a | s, task) = tanh(u), u ~ N(mean(s, task), diag(std(s, task)^2)).
 
     Mean and log-std come from one network of ``variant`` (built by
-    :func:`agents.networks.build_network`; ``options`` are its architecture options). The log
-    standard deviation is squashed into [log_std_min, log_std_max] with a tanh, so it stays
-    bounded without a hard clamp (whose gradient would vanish).
+    :func:`agents.networks.build_network`; ``options`` are its architecture options, ``init``
+    its initial weights). ``log_std_bound`` keeps the log standard deviation inside
+    [log_std_min, log_std_max] (see :func:`bound_log_std`):
+
+    ``tanh``  log_std = min + (max - min) (tanh(raw) + 1) / 2: smooth, but a raw output near 0
+              starts the policy at the middle of the range (log_std -9, std ~1e-4, for
+              [-20, 2]) and scales every change of raw by (max - min) / 2 = 11;
+    ``clip``  log_std = clamp(raw, min, max), the reference MT-SAC's rule (metaworld-algorithms):
+              raw near 0 starts at std ~1; the gradient is zero outside the bounds.
     """
 
     def __init__(
@@ -36,11 +46,18 @@ class TanhGaussianActor(nn.Module):
         log_std_max: float = 2.0,
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
+        init: InitSpec | None = None,
+        log_std_bound: str = "tanh",
     ) -> None:
         super().__init__()
+        if log_std_bound not in LOG_STD_BOUNDS:
+            raise ValueError(
+                f"unknown log_std_bound {log_std_bound!r}; choose from: {', '.join(LOG_STD_BOUNDS)}"
+            )
         self.action_dim = action_dim
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
+        self.log_std_bound = log_std_bound
         self.net = build_network(
             variant,
             obs_dim,
@@ -51,6 +68,7 @@ class TanhGaussianActor(nn.Module):
             embedding_dim=embedding_dim,
             generator=generator,
             options=options,
+            init=init,
         )
         self.is_task_specific = self.net.is_task_specific
 
@@ -66,9 +84,16 @@ class TanhGaussianActor(nn.Module):
         """
         out, features = self.net(obs, None, task_index)
         mean, raw_log_std = out.chunk(2, dim=-1)
-        span = self.log_std_max - self.log_std_min
-        log_std = self.log_std_min + 0.5 * span * (torch.tanh(raw_log_std) + 1.0)
+        log_std = bound_log_std(raw_log_std, self.log_std_min, self.log_std_max, self.log_std_bound)
         return mean, log_std, (features,)
+
+
+def bound_log_std(raw: Tensor, low: float, high: float, rule: str) -> Tensor:
+    """The network's raw log-std output [..., A] mapped into [low, high] by ``rule``
+    (``tanh`` or ``clip``, see :class:`TanhGaussianActor`)."""
+    if rule == "clip":
+        return raw.clamp(low, high)
+    return low + 0.5 * (high - low) * (torch.tanh(raw) + 1.0)
 
 
 def sample_tanh_gaussian(mean: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agents.initialization import InitSpec
 from agents.networks import build_network
 
 
 class TwinCritic(nn.Module):
     """Two independent Q(s, a, task) networks (``q1``, ``q2``) of ``variant``, built by
-    :func:`agents.networks.build_network` (``options``: its architecture options)."""
+    :func:`agents.networks.build_network` (``options``: its architecture options; ``init``:
+    the initial weights of both)."""
 
     def __init__(
         self,
@@ -25,6 +27,7 @@ class TwinCritic(nn.Module):
         embedding_dim: int = 50,
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
+        init: InitSpec | None = None,
     ) -> None:
         super().__init__()
         self.q1, self.q2 = (
@@ -38,6 +41,7 @@ class TwinCritic(nn.Module):
                 embedding_dim=embedding_dim,
                 generator=generator,
                 options=options,
+                init=init,
             )
             for _ in range(2)
         )

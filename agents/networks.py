@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from agents.initialization import InitSpec, init_bias_, init_head_, init_weight_
+
 MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
 """Variants built as a :class:`TaskConditionedMLP`."""
 VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
@@ -64,6 +66,8 @@ class TaskConditionedMLP(nn.Module):
         out_dim: output size.
         embedding_dim: task embedding size (task-encoder only).
         generator: CPU generator for the initial weights (seeded by the caller).
+        init: initialisation of the hidden layers and the head(s)
+            (:mod:`agents.initialization`; default PyTorch's).
     """
 
     def __init__(
@@ -76,8 +80,10 @@ class TaskConditionedMLP(nn.Module):
         out_dim: int,
         embedding_dim: int = 50,
         generator: torch.Generator | None = None,
+        init: InitSpec | None = None,
     ) -> None:
         super().__init__()
+        init = init if init is not None else InitSpec()
         if variant not in MLP_VARIANTS:
             raise ValueError(
                 f"unknown network variant {variant!r} for TaskConditionedMLP; choose from: "
@@ -108,8 +114,8 @@ class TaskConditionedMLP(nn.Module):
         for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
             weight = nn.Parameter(torch.empty(fan_out, fan_in))
             bias = nn.Parameter(torch.empty(fan_out))
-            _uniform_(weight, fan_in, generator)
-            _uniform_(bias, fan_in, generator)
+            init_weight_(weight, fan_in, init, generator)
+            init_bias_(bias, fan_in, init, generator)
             self.trunk.extend([weight, bias])
         last = widths[-1]
         if variant == "multi-head":
@@ -119,13 +125,11 @@ class TaskConditionedMLP(nn.Module):
                     "bias": nn.Parameter(torch.empty(num_tasks, out_dim)),
                 }
             )
-            _uniform_(self.heads["weight"], last, generator)
-            _uniform_(self.heads["bias"], last, generator)
+            init_head_(self.heads["weight"], self.heads["bias"], last, init, generator)
         else:
             self.out_weight = nn.Parameter(torch.empty(out_dim, last))
             self.out_bias = nn.Parameter(torch.empty(out_dim))
-            _uniform_(self.out_weight, last, generator)
-            _uniform_(self.out_bias, last, generator)
+            init_head_(self.out_weight, self.out_bias, last, init, generator)
 
     @staticmethod
     def is_task_specific(name: str) -> bool:
@@ -186,12 +190,15 @@ def build_network(
     embedding_dim: int = 50,
     generator: torch.Generator | None = None,
     options: Mapping[str, Any] | None = None,
+    init: InitSpec | None = None,
 ) -> nn.Module:
     """The task-conditioned network of ``variant`` (arguments as for :class:`TaskConditionedMLP`).
 
     Args:
         options: architecture options (:data:`NETWORK_OPTIONS`); a missing or None entry means
             the variant's MT10 default. The MLP variants take none.
+        init: initial weights (:class:`agents.initialization.InitSpec`); the architectures
+            beyond the MLP variants only take the default yet.
 
     Returns:
         A module with ``forward(obs, extra, task_index) -> (out, features)`` and
@@ -217,6 +224,13 @@ def build_network(
             out_dim=out_dim,
             embedding_dim=embedding_dim,
             generator=generator,
+            init=init,
+        )
+    if init is not None and not init.is_default:
+        raise ValueError(
+            f"init scheme {init.scheme!r} with head bound {init.head_bound} is only implemented "
+            f"for the variants {', '.join(MLP_VARIANTS)}, not {variant!r}; use agent.init=torch "
+            "and null head bounds"
         )
     from agents.architectures import build_architecture
 

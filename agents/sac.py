@@ -36,6 +36,7 @@ from torch import Tensor
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
+from agents.initialization import InitSpec
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from agents.networks import network_options
 from agents.sync_free import finite_flag, masked_adam_step, masked_lerp_
@@ -131,6 +132,8 @@ class MultiTaskSAC:
             log_std_max=config.log_std_max,
             generator=init_generator,
             options=network_options(config),
+            init=InitSpec(config.init, config.actor_head_init),
+            log_std_bound=config.log_std_bound,
         ).to(self.device)
         self.critic = TwinCritic(
             config.variant,
@@ -141,6 +144,7 @@ class MultiTaskSAC:
             embedding_dim=config.task_embedding_dim,
             generator=init_generator,
             options=network_options(config),
+            init=InitSpec(config.init, config.critic_head_init),
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(
@@ -149,9 +153,14 @@ class MultiTaskSAC:
         self.target_entropy = (
             float(-action_dim) if config.target_entropy is None else float(config.target_entropy)
         )
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        eps = config.adam_eps
+        self.actor_optimizer = torch.optim.Adam(
+            self.actor.parameters(), lr=config.actor_lr, eps=eps
+        )
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), lr=config.critic_lr, eps=eps
+        )
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, eps=eps)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.task_index = torch.arange(num_tasks, device=self.device)
 
@@ -406,11 +415,29 @@ class MultiTaskSAC:
         )
         return self._result(~ok, metrics, critic_step, actor_step)
 
+    def clip_norms(self) -> dict[str, float] | None:
+        """The global norm each network's gradient is clipped at (None: no clipping).
+
+        ``agent.grad_clip`` c is stated for the mean-reduced loss, as in the reference MT-SAC
+        (the loss averaged over all samples of all tasks, and over the twin critics). Our
+        per-task losses are means over samples, summed over the T tasks by the summed-loss
+        path (and each critic loss sums its two Q networks), so a mean-loss gradient times
+        T (actor) or 2T (critic) is ours: we clip at ``{"critic": 2 T c, "actor": T c}``. For
+        ``uniform`` without task weights this is exactly the reference's clip; other
+        aggregators get the same bound in the same units.
+        """
+        if self.config.grad_clip is None:
+            return None
+        clip = float(self.config.grad_clip)
+        return {"critic": 2 * self.num_tasks * clip, "actor": self.num_tasks * clip}
+
     def _clip_gradients(self) -> None:
-        """``agent.grad_clip``: clip the critic's and the actor's gradient norms."""
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.grad_clip)
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip)
+        """``agent.grad_clip``: clip the critic's and the actor's gradient norms, each at its
+        :meth:`clip_norms` entry."""
+        norms = self.clip_norms()
+        if norms is not None:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), norms["critic"])
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), norms["actor"])
 
     def _aggregator_snapshot(self) -> dict[str, dict[str, Any]]:
         """Deep copies of the aggregators' states (small: weights, EMAs, RNG states)."""

@@ -16,10 +16,13 @@ from typing import Any
 
 from mtrl_align.config_io import ConfigError, load_config, to_dict
 
-VARIANTS = ("shared", "task-encoder", "multi-head", "soft-modules", "care", "moore", "paco", "film")
+MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
+VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
 NETWORKS = ("critic", "actor")
 REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
+INIT_SCHEMES = ("torch", "he-uniform")
+LOG_STD_BOUNDS = ("tanh", "clip")
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -84,7 +87,28 @@ class AgentConfig:
     log_std_max: float = 2.0
     """Upper bound of the actor's Gaussian log standard deviation."""
     grad_clip: float | None = None
-    """Clip each network's gradient (after aggregation) to this global norm; null disables."""
+    """Clip the critic's and the actor's gradient (each its own global norm, after aggregation)
+    at this norm, stated for the mean-reduced loss (the reference MT-SAC's): our losses sum over
+    the T tasks (and the critic's over its two Q networks), so the norm applied is
+    grad_clip * T for the actor and grad_clip * 2T for the critic, whatever the aggregator
+    (reference: 1.0); null disables."""
+    init: str = "torch"
+    """Initial weights of actor and critics: torch (PyTorch's Linear default, weights and
+    biases U(+-1/sqrt(fan_in))) or he-uniform (the reference MT-SAC's: weights
+    U(+-sqrt(6/fan_in)), biases 0)."""
+    actor_head_init: float | None = None
+    """Actor output layer's weights and biases from U(-x, x) (reference: 1e-3); null: as the
+    hidden layers (agent.init)."""
+    critic_head_init: float | None = None
+    """Q output layers' weights and biases from U(-x, x) (reference: 3e-3); null: as the hidden
+    layers (agent.init)."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon for actor, critics and temperatures (PyTorch's default 1e-8; the
+    reference MT-SAC uses 1e-5)."""
+    log_std_bound: str = "tanh"
+    """How the actor's log-std stays in [log_std_min, log_std_max]: tanh (smooth squash; a raw
+    output near 0 means std ~1e-4 for [-20, 2]) or clip (the reference's clamp; raw 0 means
+    std 1)."""
 
 
 @dataclass
@@ -340,6 +364,23 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError("agent.log_std_min must be smaller than agent.log_std_max")
     if config.agent.grad_clip is not None:
         _positive("agent.grad_clip", config.agent.grad_clip)
+    _choice("agent.init", config.agent.init, INIT_SCHEMES)
+    _choice("agent.log_std_bound", config.agent.log_std_bound, LOG_STD_BOUNDS)
+    for key in ("actor_head_init", "critic_head_init"):
+        if getattr(config.agent, key) is not None:
+            _positive(f"agent.{key}", getattr(config.agent, key))
+    _positive("agent.adam_eps", config.agent.adam_eps)
+    custom_init = (
+        config.agent.init != "torch"
+        or config.agent.actor_head_init is not None
+        or config.agent.critic_head_init is not None
+    )
+    if custom_init and config.agent.variant not in MLP_VARIANTS:
+        raise ConfigError(
+            f"agent.init={config.agent.init} / actor_head_init / critic_head_init are only "
+            f"implemented for agent.variant in {', '.join(MLP_VARIANTS)}, not "
+            f"{config.agent.variant!r}; use agent.init=torch and null head inits"
+        )
     _positive("agent.target_update_every", config.agent.target_update_every)
     methods = aggregation.available()
     _choice("aggregation.method", config.aggregation.method, tuple(methods))
