@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from agents.initialization import InitSpec
 from agents.networks import build_network
+from agents.trunks import TrunkSpec
 
 LOG_STD_BOUNDS = ("tanh", "clip")
 """How the raw log-std output is kept in [log_std_min, log_std_max] (``agent.log_std_bound``)."""
@@ -24,8 +25,8 @@ class TanhGaussianActor(nn.Module):
 
     Mean and log-std come from one network of ``variant`` (built by
     :func:`agents.networks.build_network`; ``options`` are its architecture options, ``init``
-    its initial weights). ``log_std_bound`` keeps the log standard deviation inside
-    [log_std_min, log_std_max] (see :func:`bound_log_std`):
+    its initial weights, ``trunk`` its hidden layers). ``log_std_bound`` keeps the log
+    standard deviation inside [log_std_min, log_std_max] (see :func:`bound_log_std`):
 
     ``tanh``  log_std = min + (max - min) (tanh(raw) + 1) / 2: smooth, but a raw output near 0
               starts the policy at the middle of the range (log_std -9, std ~1e-4, for
@@ -48,6 +49,7 @@ class TanhGaussianActor(nn.Module):
         options: Mapping[str, Any] | None = None,
         init: InitSpec | None = None,
         log_std_bound: str = "tanh",
+        trunk: TrunkSpec | None = None,
     ) -> None:
         super().__init__()
         if log_std_bound not in LOG_STD_BOUNDS:
@@ -69,6 +71,7 @@ class TanhGaussianActor(nn.Module):
             generator=generator,
             options=options,
             init=init,
+            trunk=trunk,
         )
         self.is_task_specific = self.net.is_task_specific
 

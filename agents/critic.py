@@ -1,4 +1,4 @@
-"""Twin Q critics (clipped double-Q), conditioned on the task."""
+"""Twin Q critics (clipped double-Q), conditioned on the task; scalar or categorical."""
 
 from __future__ import annotations
 
@@ -8,14 +8,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agents.categorical import CategoricalSupport
 from agents.initialization import InitSpec
 from agents.networks import build_network
+from agents.trunks import TrunkSpec
 
 
 class TwinCritic(nn.Module):
     """Two independent Q(s, a, task) networks (``q1``, ``q2``) of ``variant``, built by
     :func:`agents.networks.build_network` (``options``: its architecture options; ``init``:
-    the initial weights of both)."""
+    the initial weights of both; ``trunk``: their hidden layers).
+
+    With a ``support`` (:class:`agents.categorical.CategoricalSupport`) each network outputs
+    K logits and its Q value is their expectation over the support; without one it outputs Q.
+    """
 
     def __init__(
         self,
@@ -28,8 +34,11 @@ class TwinCritic(nn.Module):
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
         init: InitSpec | None = None,
+        trunk: TrunkSpec | None = None,
+        support: CategoricalSupport | None = None,
     ) -> None:
         super().__init__()
+        self.support = support
         self.q1, self.q2 = (
             build_network(
                 variant,
@@ -37,29 +46,39 @@ class TwinCritic(nn.Module):
                 num_tasks,
                 extra_dim=action_dim,
                 hidden=hidden,
-                out_dim=1,
+                out_dim=1 if support is None else support.num_bins,
                 embedding_dim=embedding_dim,
                 generator=generator,
                 options=options,
                 init=init,
+                trunk=trunk,
             )
             for _ in range(2)
         )
         self.is_task_specific = self.q1.is_task_specific
 
     def forward(
-        self, obs: Tensor, action: Tensor, task_index: Tensor
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        self, obs: Tensor, action: Tensor, task_index: Tensor, with_logits: bool = False
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], Tensor]:
         """Q values.
 
         Args:
             obs: [N, obs_dim] with 0-dim ``task_index`` or [T, N, obs_dim] with ``task_index`` [T].
             action: [*lead, N, A].
+            with_logits: also return the categorical logits (categorical critics only).
 
         Returns:
             ``(q [2, *lead, N], (features1, features2))`` with features [*lead, N, h] (the
-            last hidden layer of each critic).
+            last hidden layer of each critic); with ``with_logits`` a third entry, the logits
+            [2, *lead, N, K].
         """
-        q1, features1 = self.q1(obs, action, task_index)
-        q2, features2 = self.q2(obs, action, task_index)
-        return torch.stack([q1.squeeze(-1), q2.squeeze(-1)]), (features1, features2)
+        out1, features1 = self.q1(obs, action, task_index)
+        out2, features2 = self.q2(obs, action, task_index)
+        features = (features1, features2)
+        if self.support is None:
+            if with_logits:
+                raise ValueError("with_logits needs a categorical critic (a support)")
+            return torch.stack([out1.squeeze(-1), out2.squeeze(-1)]), features
+        logits = torch.stack([out1, out2])
+        q = self.support.expectation(logits)
+        return (q, features, logits) if with_logits else (q, features)

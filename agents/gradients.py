@@ -69,6 +69,9 @@ class NetworkStep:
     """Gradient stats and aggregator diagnostics (only when requested)."""
     weights: Tensor | None = None
     """[T] task weights the aggregator applied (None where the method has none)."""
+    cosine: Tensor | None = None
+    """[T, T] pairwise cosines of the per-task gradients of the shared parameters (the
+    interference matrix; float64), computed with the stats only."""
 
 
 def representation_jacobian(feature_grads: Sequence[Tensor]) -> Tensor:
@@ -167,9 +170,9 @@ class NetworkGradients:
             batch: the loss inputs, tensors with a leading task dim T.
             task_index: arange(T) on the module's device.
             extra: constant extra arguments of the loss (e.g. detached critic parameters).
-            collect_stats: also compute gradient stats of the shared-parameter Jacobian and
-                collect the aggregator's diagnostics (costs one extra pass in sum and
-                representation modes).
+            collect_stats: also compute gradient stats and the [T, T] cosine matrix of the
+                shared-parameter Jacobian and collect the aggregator's diagnostics (costs one
+                extra vmapped per-task pass in sum and representation modes).
         """
         if self.mode == "jacobian":
             step, grads = self._compute_jacobian(batch, task_index, extra)
@@ -211,19 +214,24 @@ class NetworkGradients:
     ) -> None:
         if grads is None:
             grads, _, _ = self.per_task_gradients(batch, task_index, extra)
-        step.stats.update(self._gradient_stats(grads))
+        gram, eps = self._shared_gram(grads)
+        if gram is not None:
+            step.stats.update(aggregation.gradient_stats_from_gram(gram, eps))
+            step.cosine = aggregation.cosine_matrix_from_gram(gram)
+            step.stats["mean_cos"] = aggregation.mean_pairwise_cosine(step.cosine)
         if self.aggregator is not None:
             step.stats.update({f"stat/{k}": float(v) for k, v in self.aggregator.stats.items()})
 
-    def _gradient_stats(self, grads: dict[str, Tensor]) -> dict[str, float]:
-        """Stats of the shared-parameter Jacobian; reuses the Gram matrix the aggregator just
-        computed from these gradients when there is one."""
+    def _shared_gram(self, grads: dict[str, Tensor]) -> tuple[Tensor | None, float]:
+        """``(G [T, T], eps)``: the Gram matrix of the shared-parameter Jacobian (None when J
+        has NaN/inf) and the machine epsilon of its dtype. Reuses the Gram matrix the
+        aggregator just computed from these gradients when there is one."""
+        eps = torch.finfo(grads[self.shared_names[0]].dtype).eps
         gram = getattr(self.aggregator, "last_gram", None)
         if self.mode == "jacobian" and gram is not None:
-            eps = torch.finfo(grads[self.shared_names[0]].dtype).eps
-            return aggregation.gradient_stats_from_gram(gram, eps)
+            return gram, eps
         jac = self.jacobian(grads)
-        return aggregation.gradient_stats(jac) if all_finite([jac]) else {}
+        return (aggregation.gram_matrix(jac.detach()), eps) if all_finite([jac]) else (None, eps)
 
     def _compute_sum(
         self, batch: Any, task_index: Tensor, extra: tuple

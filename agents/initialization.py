@@ -5,6 +5,10 @@
 ``he-uniform``  the reference MT-SAC's (metaworld-algorithms, Flax ``he_uniform`` and
                 ``zeros``): weights from U(-sqrt(6/fan_in), sqrt(6/fan_in)) (variance 2/fan_in),
                 biases zero.
+``orthogonal``  BRC's (naumix/BiggerRegularizedCategorical, ``jaxrl/networks.py``
+                ``default_init``: Flax ``orthogonal(sqrt(2))``, biases zero): each weight
+                matrix [out, in] a random orthogonal one times sqrt(2); a stack of per-task
+                matrices [T, out, in] gets one per task.
 
 The output layer (head) can be drawn apart from the hidden layers: a head bound ``h`` draws its
 weights and biases from U(-h, h), as the reference does for the policy head (h = 1e-3) and the
@@ -19,8 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-INIT_SCHEMES = ("torch", "he-uniform")
+INIT_SCHEMES = ("torch", "he-uniform", "orthogonal")
 """Names of the initialisation schemes (``agent.init``)."""
+ORTHOGONAL_GAIN = math.sqrt(2.0)
+"""Gain of the ``orthogonal`` scheme (BRC's ``default_init`` scale)."""
 
 
 @dataclass(frozen=True)
@@ -60,15 +66,21 @@ def weight_bound(scheme: str, fan_in: int) -> float:
 
 def init_weight_(tensor: Tensor, fan_in: int, spec: InitSpec, generator: torch.Generator) -> None:
     """In place: a hidden-layer weight (any shape) with ``fan_in`` inputs per output unit."""
+    if spec.scheme == "orthogonal":
+        with torch.no_grad():
+            for matrix in tensor.reshape(-1, *tensor.shape[-2:]) if tensor.dim() > 2 else [tensor]:
+                torch.nn.init.orthogonal_(matrix, gain=ORTHOGONAL_GAIN, generator=generator)
+        return
     bound = weight_bound(spec.scheme, fan_in)
     with torch.no_grad():
         tensor.uniform_(-bound, bound, generator=generator)
 
 
 def init_bias_(tensor: Tensor, fan_in: int, spec: InitSpec, generator: torch.Generator) -> None:
-    """In place: a hidden-layer bias of a layer with ``fan_in`` inputs (zero for he-uniform)."""
+    """In place: a hidden-layer bias of a layer with ``fan_in`` inputs (zero for he-uniform
+    and orthogonal)."""
     with torch.no_grad():
-        if spec.scheme == "he-uniform":
+        if spec.scheme in ("he-uniform", "orthogonal"):
             tensor.zero_()
         else:
             bound = weight_bound("torch", fan_in)

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from agents.categorical import cross_entropy
 from agents.critic import TwinCritic
 
 
@@ -32,7 +33,8 @@ class CriticBatch(NamedTuple):
     actions: Tensor
     """[T, B, A] actions taken."""
     targets: Tensor
-    """[T, B] soft Bellman targets r + gamma (1 - done) (min Q' - alpha log pi), no gradient."""
+    """[T, B] soft Bellman targets r + gamma (1 - done) (min Q' - alpha log pi), no gradient;
+    for a categorical critic their target distributions [T, B, K]."""
 
 
 class ActorBatch(NamedTuple):
@@ -57,14 +59,23 @@ class SACLosses:
     def critic_terms(
         self, params: dict[str, Tensor], batch: CriticBatch, task_index: Tensor
     ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-        """``(loss, mean_q, features)``: sum over both critics of the mean squared TD error.
+        """``(loss, mean_q, features)``: sum over both critics of the mean squared TD error,
+        or for a categorical critic of the mean cross-entropy between the target distribution
+        and the softmax of its logits (BRC's reduction: mean over samples, sum over critics).
 
         loss and mean_q are scalars (one task) or [T]; features: both critics' last hidden
         layers, [(T,) B, h] each.
         """
-        q, features = functional_call(self.critic, params, (batch.obs, batch.actions, task_index))
-        td_error = q - batch.targets.unsqueeze(0)  # [2, (T,) B]
-        loss = td_error.pow(2).mean(-1).sum(0)
+        inputs = (batch.obs, batch.actions, task_index)
+        if self.critic.support is None:
+            q, features = functional_call(self.critic, params, inputs)
+            td_error = q - batch.targets.unsqueeze(0)  # [2, (T,) B]
+            loss = td_error.pow(2).mean(-1).sum(0)
+        else:
+            q, features, logits = functional_call(
+                self.critic, params, inputs, {"with_logits": True}
+            )  # logits [2, (T,) B, K]
+            loss = cross_entropy(logits, batch.targets.unsqueeze(0)).mean(-1).sum(0)
         return loss, q.detach().mean(-1).mean(0), features
 
     def critic_loss(

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from agents.initialization import InitSpec, init_bias_, init_head_, init_weight_
+from agents.trunks import TrunkSpec, build_trunk
 
 MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
 """Variants built as a :class:`TaskConditionedMLP`."""
@@ -68,6 +69,7 @@ class TaskConditionedMLP(nn.Module):
         generator: CPU generator for the initial weights (seeded by the caller).
         init: initialisation of the hidden layers and the head(s)
             (:mod:`agents.initialization`; default PyTorch's).
+        trunk: the hidden layers (:mod:`agents.trunks`; default plain Linear-ReLU).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class TaskConditionedMLP(nn.Module):
         embedding_dim: int = 50,
         generator: torch.Generator | None = None,
         init: InitSpec | None = None,
+        trunk: TrunkSpec | None = None,
     ) -> None:
         super().__init__()
         init = init if init is not None else InitSpec()
@@ -109,14 +112,17 @@ class TaskConditionedMLP(nn.Module):
             in_dim = self.state_dim + embedding_dim + extra_dim
         else:
             in_dim = obs_dim + extra_dim
-        self.trunk = nn.ParameterList()
         widths = [in_dim, *hidden]
-        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
-            weight = nn.Parameter(torch.empty(fan_out, fan_in))
-            bias = nn.Parameter(torch.empty(fan_out))
-            init_weight_(weight, fan_in, init, generator)
-            init_bias_(bias, fan_in, init, generator)
-            self.trunk.extend([weight, bias])
+        if trunk is not None and not trunk.is_plain:  # LayerNorm / BroNet (agents.trunks)
+            self.trunk = build_trunk(trunk, in_dim, hidden, init, generator)
+        else:
+            self.trunk = nn.ParameterList()
+            for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+                weight = nn.Parameter(torch.empty(fan_out, fan_in))
+                bias = nn.Parameter(torch.empty(fan_out))
+                init_weight_(weight, fan_in, init, generator)
+                init_bias_(bias, fan_in, init, generator)
+                self.trunk.extend([weight, bias])
         last = widths[-1]
         if variant == "multi-head":
             self.heads = nn.ParameterDict(
@@ -162,8 +168,11 @@ class TaskConditionedMLP(nn.Module):
             ``(out [*lead, N, out_dim], features [*lead, N, hidden[-1]])``.
         """
         h = self._inputs(obs, extra, task_index)
-        for i in range(0, len(self.trunk), 2):
-            h = torch.relu(F.linear(h, self.trunk[i], self.trunk[i + 1]))
+        if isinstance(self.trunk, nn.ParameterList):
+            for i in range(0, len(self.trunk), 2):
+                h = torch.relu(F.linear(h, self.trunk[i], self.trunk[i + 1]))
+        else:  # LayerNorm / BroNet trunk (agents.trunks)
+            h = self.trunk(h)
         if self.variant != "multi-head":
             return F.linear(h, self.out_weight, self.out_bias), h
         weight = _rows(self.heads["weight"], task_index)
@@ -191,6 +200,7 @@ def build_network(
     generator: torch.Generator | None = None,
     options: Mapping[str, Any] | None = None,
     init: InitSpec | None = None,
+    trunk: TrunkSpec | None = None,
 ) -> nn.Module:
     """The task-conditioned network of ``variant`` (arguments as for :class:`TaskConditionedMLP`).
 
@@ -199,6 +209,8 @@ def build_network(
             the variant's MT10 default. The MLP variants take none.
         init: initial weights (:class:`agents.initialization.InitSpec`); the architectures
             beyond the MLP variants only take the default yet.
+        trunk: hidden layers of the MLP variants (:class:`agents.trunks.TrunkSpec`); the
+            other architectures only take the plain default.
 
     Returns:
         A module with ``forward(obs, extra, task_index) -> (out, features)`` and
@@ -225,6 +237,12 @@ def build_network(
             embedding_dim=embedding_dim,
             generator=generator,
             init=init,
+            trunk=trunk,
+        )
+    if trunk is not None and not trunk.is_plain:
+        raise ValueError(
+            f"trunk {trunk.kind!r} (layer_norm={trunk.layer_norm}) is only implemented for the "
+            f"variants {', '.join(MLP_VARIANTS)}, not {variant!r}; use the plain mlp trunk"
         )
     if init is not None and not init.is_default:
         raise ValueError(

@@ -34,12 +34,14 @@ import torch
 from torch import Tensor
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from agents.categorical import CategoricalSupport
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.initialization import InitSpec
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from agents.networks import network_options
 from agents.sync_free import finite_flag, masked_adam_step, masked_lerp_
+from agents.trunks import trunk_spec
 from mtrl_align import aggregation
 from mtrl_align.config import (
     AgentConfig,
@@ -62,6 +64,18 @@ class UpdateResult:
     """Per network: gradient stats and aggregator diagnostics (when requested)."""
     weights: dict[str, Tensor] = field(default_factory=dict)
     """Per aggregated network: task weights [T] applied."""
+    interference: dict[str, Tensor] = field(default_factory=dict)
+    """Per network (when stats were collected): the [T, T] cosines between the per-task
+    gradients of its shared parameters."""
+
+
+def critic_support(config: AgentConfig) -> CategoricalSupport | None:
+    """The categorical support of ``agent.critic_loss`` (None for the scalar ``mse`` critic)."""
+    if getattr(config, "critic_loss", "mse") == "mse":
+        return None
+    return CategoricalSupport(
+        config.num_bins, config.v_max, config.critic_loss, config.hl_gauss_sigma
+    )
 
 
 class _UpdateCounter:
@@ -134,6 +148,7 @@ class MultiTaskSAC:
             options=network_options(config),
             init=InitSpec(config.init, config.actor_head_init),
             log_std_bound=config.log_std_bound,
+            trunk=trunk_spec(config, "actor"),
         ).to(self.device)
         self.critic = TwinCritic(
             config.variant,
@@ -145,6 +160,8 @@ class MultiTaskSAC:
             generator=init_generator,
             options=network_options(config),
             init=InitSpec(config.init, config.critic_head_init),
+            trunk=trunk_spec(config, "critic"),
+            support=critic_support(config),
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(
@@ -262,14 +279,20 @@ class MultiTaskSAC:
         del mask
 
     # -- learning ----------------------------------------------------------------------------
+    def temperatures(self) -> Tensor:
+        """The current entropy temperatures alpha [T] (detached, on the agent's device)."""
+        return self.log_alpha.detach().exp()
+
     def _noise(self, shape: tuple[int, ...]) -> Tensor:
         return torch.randn(shape, generator=self.noise_generator, device=self.device)
 
     @torch.no_grad()
     def _bellman_targets(self, batch: Any, alpha: Tensor) -> Tensor:
-        """Soft Bellman targets [T, B].
+        """Soft Bellman targets [T, B] (their target distributions [T, B, K] for a categorical
+        critic, :mod:`agents.categorical`).
 
-        y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s'),
+        with Q'_i the expectation of target critic i for a categorical critic.
         """
         noise = self._noise((*batch.next_obs.shape[:-1], self.action_dim))
         return self._targets_fn(batch.next_obs, batch.rewards, batch.dones, noise, alpha)
@@ -282,7 +305,9 @@ class MultiTaskSAC:
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, noise)
         q_next, _ = self.critic_target(next_obs, next_action, self.task_index)
         soft_value = torch.minimum(q_next[0], q_next[1]) - alpha.unsqueeze(-1) * next_log_prob
-        return rewards + self.config.gamma * (1.0 - dones) * soft_value
+        targets = rewards + self.config.gamma * (1.0 - dones) * soft_value
+        support = self.critic.support
+        return targets if support is None else support.target(targets)
 
     def _zero_grads(self) -> None:
         for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
@@ -341,7 +366,7 @@ class MultiTaskSAC:
     def _loss_inputs(self, batch: Any) -> tuple[Tensor, CriticBatch, ActorBatch, dict[str, Tensor]]:
         """``(alpha [T], critic batch with Bellman targets, actor batch with fresh policy
         noise, detached critic parameters)`` of one update."""
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperatures()
         targets = self._bellman_targets(batch, alpha)
         critic_batch = CriticBatch(batch.obs, batch.actions, targets)
         actor_batch = ActorBatch(batch.obs, self._noise(tuple(batch.actions.shape)), alpha)
@@ -375,6 +400,7 @@ class MultiTaskSAC:
             skipped=skipped,
             metrics=metrics,
             stats={name: st.stats for name, st in steps.items() if st.stats},
+            interference={name: st.cosine for name, st in steps.items() if st.cosine is not None},
             weights={
                 name: st.weights
                 for name, st in steps.items()

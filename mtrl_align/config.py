@@ -21,8 +21,10 @@ VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
 NETWORKS = ("critic", "actor")
 REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
-INIT_SCHEMES = ("torch", "he-uniform")
+INIT_SCHEMES = ("torch", "he-uniform", "orthogonal")
 LOG_STD_BOUNDS = ("tanh", "clip")
+CRITIC_LOSSES = ("mse", "two-hot", "hl-gauss")
+TRUNKS = ("mlp", "bronet")
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -94,8 +96,9 @@ class AgentConfig:
     (reference: 1.0); null disables."""
     init: str = "torch"
     """Initial weights of actor and critics: torch (PyTorch's Linear default, weights and
-    biases U(+-1/sqrt(fan_in))) or he-uniform (the reference MT-SAC's: weights
-    U(+-sqrt(6/fan_in)), biases 0)."""
+    biases U(+-1/sqrt(fan_in))), he-uniform (the reference MT-SAC's: weights
+    U(+-sqrt(6/fan_in)), biases 0) or orthogonal (BRC's: orthogonal weights times sqrt(2),
+    biases 0)."""
     actor_head_init: float | None = None
     """Actor output layer's weights and biases from U(-x, x) (reference: 1e-3); null: as the
     hidden layers (agent.init)."""
@@ -109,6 +112,34 @@ class AgentConfig:
     """How the actor's log-std stays in [log_std_min, log_std_max]: tanh (smooth squash; a raw
     output near 0 means std ~1e-4 for [-20, 2]) or clip (the reference's clamp; raw 0 means
     std 1)."""
+    critic_loss: str = "mse"
+    """Critic target and loss: mse (scalar Q, squared TD error) or a categorical critic with
+    num_bins logits over [-v_max, v_max], Q = the expectation, trained by cross-entropy to the
+    two-hot or hl-gauss distribution of the clipped scalar Bellman target (BRC: categorical)."""
+    num_bins: int = 101
+    """Atoms of the categorical critic's support (BRC's default 101)."""
+    v_max: float = 10.0
+    """Largest atom of the categorical support [-v_max, v_max], and the return that reward
+    normalisation scales each task to (BRC's default 10)."""
+    hl_gauss_sigma: float = 0.75
+    """hl-gauss: standard deviation of the Gaussian in bin widths (0.75: Farebrother et al.
+    2024, "Stop Regressing")."""
+    reward_normalization: bool = False
+    """Scale task i's rewards in every update by v_max / (G_i + lambda_i) (BRC): G_i the
+    largest absolute discounted return of its finished training episodes so far, lambda_i =
+    alpha_i |target_entropy| / (2 (1 - gamma)) the entropy correction."""
+    critic_trunk: str = "mlp"
+    """Hidden layers of the critics: mlp (critic_hidden Linear-ReLU layers) or bronet (BRC's
+    residual LayerNorm blocks of width critic_hidden[0]; critic_hidden must be one width)."""
+    actor_trunk: str = "mlp"
+    """Hidden layers of the actor: mlp or bronet (width actor_hidden[0]), as critic_trunk."""
+    critic_blocks: int = 2
+    """Residual blocks of a bronet critic (BRC's critic depth 2)."""
+    actor_blocks: int = 1
+    """Residual blocks of a bronet actor (BRC's actor depth 1)."""
+    layer_norm: bool = False
+    """LayerNorm after every hidden Linear of the mlp trunks (Linear-LayerNorm-ReLU); bronet
+    trunks always have it."""
 
 
 @dataclass
@@ -291,6 +322,42 @@ _NETWORK_OPTION_VARIANTS = {
 }
 
 
+def _validate_efficient_critic(agent: AgentConfig) -> None:
+    """Categorical critic, reward normalisation and trunk options (``ConfigError``)."""
+    _choice("agent.critic_loss", agent.critic_loss, CRITIC_LOSSES)
+    if isinstance(agent.num_bins, bool) or agent.num_bins < 2:
+        raise ConfigError(
+            f"bad value for config key 'agent.num_bins': {agent.num_bins!r}; must be >= 2"
+        )
+    _positive("agent.v_max", agent.v_max)
+    _positive("agent.hl_gauss_sigma", agent.hl_gauss_sigma)
+    for network in NETWORKS:
+        kind = getattr(agent, f"{network}_trunk")
+        _choice(f"agent.{network}_trunk", kind, TRUNKS)
+        _positive(f"agent.{network}_blocks", getattr(agent, f"{network}_blocks"))
+        widths = getattr(agent, f"{network}_hidden")
+        if kind == "bronet" and len(widths) != 1:
+            raise ConfigError(
+                f"agent.{network}_trunk=bronet takes one width (agent.{network}_hidden=[w]; the "
+                f"depth is agent.{network}_blocks), got agent.{network}_hidden={widths!r}"
+            )
+        if kind != "mlp" and agent.variant not in MLP_VARIANTS:
+            raise ConfigError(
+                f"agent.{network}_trunk={kind} only applies to agent.variant in "
+                f"{', '.join(MLP_VARIANTS)}, not {agent.variant!r}; use {network}_trunk=mlp"
+            )
+    if agent.reward_normalization and not agent.gamma < 1.0:
+        raise ConfigError(
+            f"agent.reward_normalization=true needs agent.gamma < 1 (its returns are discounted "
+            f"sums and its entropy correction has 1 / (1 - gamma)), got {agent.gamma}"
+        )
+    if agent.layer_norm and agent.variant not in MLP_VARIANTS:
+        raise ConfigError(
+            f"agent.layer_norm=true only applies to agent.variant in {', '.join(MLP_VARIANTS)}, "
+            f"not {agent.variant!r}; use agent.layer_norm=false"
+        )
+
+
 def validate_train_config(config: TrainConfig) -> TrainConfig:
     """Check values that the type system cannot (choices, ranges); raise ``ConfigError``."""
     from mtrl_align import aggregation
@@ -382,6 +449,7 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
             f"{config.agent.variant!r}; use agent.init=torch and null head inits"
         )
     _positive("agent.target_update_every", config.agent.target_update_every)
+    _validate_efficient_critic(config.agent)
     methods = aggregation.available()
     _choice("aggregation.method", config.aggregation.method, tuple(methods))
     resolve_aggregation(config.aggregation)

@@ -24,7 +24,12 @@ from .base import (
     gram_matrix,
 )
 from .random_source import derive_seed
-from .stats import gradient_stats, gradient_stats_from_gram
+from .stats import (
+    cosine_matrix_from_gram,
+    gradient_stats,
+    gradient_stats_from_gram,
+    mean_pairwise_cosine,
+)
 
 __all__ = [
     "Aggregator",
@@ -36,8 +41,10 @@ __all__ = [
     "is_randomized",
     "make",
     "make_seeded",
+    "cosine_matrix_from_gram",
     "gradient_stats",
     "gradient_stats_from_gram",
+    "mean_pairwise_cosine",
     "gram_matrix",
 ]
 

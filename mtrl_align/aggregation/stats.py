@@ -60,11 +60,8 @@ def gradient_stats_from_gram(gram: Tensor, eps: float | None = None) -> dict[str
         prod = norms[i] * norms[j]
         sq = norms[i] ** 2 + norms[j] ** 2
         gms_pairs = torch.where(sq > 0, 2 * prod / sq.clamp(min=1e-300), torch.ones_like(sq))
-        cos_pairs = torch.where(
-            prod > 0, gram[i, j] / prod.clamp(min=1e-300), torch.zeros_like(prod)
-        )
         gms = float(gms_pairs.min())
-        min_cos = float(cos_pairs.clamp(-1.0, 1.0).min())
+        min_cos = float(cosine_matrix_from_gram(gram)[i, j].min())
     big, small = float(norms.max()), float(norms.min())
     if big == 0.0:
         ratio = math.nan
@@ -73,3 +70,26 @@ def gradient_stats_from_gram(gram: Tensor, eps: float | None = None) -> dict[str
     else:
         ratio = big / small
     return {"kappa": kappa, "gms": gms, "min_cos": min_cos, "max_norm_ratio": ratio}
+
+
+def cosine_matrix_from_gram(gram: Tensor) -> Tensor:
+    """Pairwise cosines [T, T] (float64) of the task gradients behind a Gram matrix G = J J^T:
+    cos_ij = G_ij / (|g_i| |g_j|), clamped to [-1, 1]; a zero gradient has cosine 0 with every
+    gradient, itself included (the diagonal is 1 elsewhere). The interference matrix of the
+    training logs (negative entries: conflicting tasks)."""
+    if gram.dim() != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] == 0:
+        raise ValueError(f"gram must have shape [T, T] with T >= 1, got {tuple(gram.shape)}")
+    gram = gram.detach().to(torch.float64)
+    norms = gram.diagonal().clamp(min=0.0).sqrt()
+    prod = norms.unsqueeze(1) * norms.unsqueeze(0)
+    cosine = torch.where(prod > 0, gram / prod.clamp(min=1e-300), torch.zeros_like(prod))
+    return cosine.clamp(-1.0, 1.0)
+
+
+def mean_pairwise_cosine(cosine: Tensor) -> float:
+    """Mean of the T (T - 1) / 2 off-diagonal cosines of a [T, T] cosine matrix (1.0 for T = 1)."""
+    num_tasks = cosine.shape[0]
+    if num_tasks == 1:
+        return 1.0
+    i, j = torch.triu_indices(num_tasks, num_tasks, offset=1)
+    return float(cosine[i, j].mean())

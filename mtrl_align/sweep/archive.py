@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from mtrl_align.interference import PAIR_KEY_PATTERN
 from mtrl_align.sweep.runs import CONFIG_FILE, EVAL_FILE, find_run_dirs
 from mtrl_align.sweep.state import STATUS_FILE, RunState, read_status
 
@@ -43,7 +44,8 @@ TB_DIR = "tb"
 SMALL_FILES = (CONFIG_FILE, EVAL_FILE, STATUS_FILE)
 # TensorBoard keys kept in scalars.jsonl (mtrl_align/training/logger.py).
 SCALAR_PATTERNS = (
-    r"aggregation/[^/]+/(kappa|gms|min_cos|max_norm_ratio)",
+    r"aggregation/[^/]+/(kappa|gms|min_cos|max_norm_ratio|mean_cos)",
+    PAIR_KEY_PATTERN,  # the interference matrices (mtrl_align/interference.py)
     r"aggregation/[^/]+/stat/.+",
     r"losses/[^/]+_mean",
     r"perf/env_steps_per_s",

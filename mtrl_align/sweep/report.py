@@ -23,6 +23,7 @@ CURVES_NAME = "success_curves.png"
 INTERVALS_NAME = "success_intervals.png"
 STABILITY_PLOT_NAME = "stability.png"
 STABILITY_CSV_NAME = "stability.csv"
+INTERFERENCE_PLOT_NAME = "interference.png"
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ def build_report(
         metric: ``final`` (last evaluation) or ``best`` (best evaluation over training).
         bootstrap_seed: seed of the IQM bootstrap.
         with_plots: also draw the PNG plots.
-        with_stability: also add the gradient-stability and wall-time sections (from each
-            run's ``scalars.jsonl`` or TensorBoard events), ``stability.csv`` and, when any run
-            has stability scalars and ``with_plots``, ``stability.png``.
+        with_stability: also add the gradient-stability, task-interference and wall-time
+            sections (from each run's ``scalars.jsonl`` or TensorBoard events),
+            ``stability.csv`` and, with ``with_plots``, ``stability.png`` when any run has
+            stability scalars and ``interference.png`` when any run logged interference
+            matrices (:mod:`mtrl_align.sweep.interference`).
         baseline: the row the others are compared with (a full row label, or a method with
             one row; :mod:`mtrl_align.sweep.comparison`). None: ``uniform`` when it names
             exactly one row; otherwise the section says why there is no comparison.
@@ -139,6 +142,9 @@ def build_report(
         if with_plots and any(s.num_seeds for row in stability for s in row.whole.values()):
             plots.append(out_dir / STABILITY_PLOT_NAME)
             plot_stability(groups, scalars, protocol.env_steps, plots[-1])
+        sections.append(_interference_section(groups, scalars, protocol, out_dir, with_plots))
+        if with_plots and (out_dir / INTERFERENCE_PLOT_NAME).is_file():
+            plots.append(out_dir / INTERFERENCE_PLOT_NAME)
     markdown_path = out_dir / MARKDOWN_NAME
     markdown_path.write_text(
         markdown_report(rows, protocol, metric, excluded, [p.name for p in plots], sections)
@@ -157,6 +163,24 @@ def build_report(
         stability_csv,
         comparisons,
     )
+
+
+def _interference_section(
+    groups: list, scalars: dict, protocol: Protocol, out_dir: Path, with_plots: bool
+) -> str:
+    """The task-interference section; draws ``interference.png`` (or removes a stale one)."""
+    from mtrl_align.sweep.interference import (
+        interference_markdown,
+        interference_rows,
+        plot_interference,
+    )
+
+    rows = interference_rows(groups, scalars, len(protocol.tasks))
+    path = out_dir / INTERFERENCE_PLOT_NAME
+    path.unlink(missing_ok=True)
+    if with_plots and any(row.whole for row in rows):
+        plot_interference(rows, protocol.tasks, path)
+    return interference_markdown(rows, protocol.tasks)
 
 
 def _comparison_section(rows: list[RowResult], baseline: str | None, seed: int) -> tuple[list, str]:

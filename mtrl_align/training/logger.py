@@ -8,9 +8,14 @@ The x axis of every scalar is the number of env steps per task. Keys:
   ``losses/*_mean`` over tasks
 - ``temperature/<task>``; ``values/mean_q/<task>``, ``values/log_prob/<task>``
 - ``aggregation/<network>/weight/<task>`` (task weights the aggregator applied),
-  ``aggregation/<network>/{kappa,gms,min_cos,max_norm_ratio}`` (stats of the per-task
-  gradients of the shared parameters), ``aggregation/<network>/stat/<name>`` (aggregator
-  diagnostics, e.g. solver failures)
+  ``aggregation/<network>/{kappa,gms,min_cos,max_norm_ratio,mean_cos}`` (stats of the
+  per-task gradients of the shared parameters), ``aggregation/<network>/stat/<name>``
+  (aggregator diagnostics, e.g. solver failures)
+- ``interference/<network>/<i>_<j>`` (cosine between the per-task gradients of tasks i < j,
+  positions in the task order) and the image ``interference/<network>`` (the [T, T] cosine
+  heatmap with task names); see :mod:`mtrl_align.interference`
+- ``reward_norm/scale/<task>``, ``reward_norm/return_bound/<task>`` (``agent.reward_normalization``:
+  the reward scale of the logged update and the task's largest absolute discounted return G_i)
 - ``perf/update_ms``, ``perf/updates_per_s``, ``perf/env_steps_per_s``,
   ``perf/nonfinite_skips``
 """
@@ -24,6 +29,7 @@ from pathlib import Path
 from torch import Tensor
 
 from agents.sac import UpdateResult
+from mtrl_align.interference import heatmap_image, pair_scalars
 
 PER_TASK_METRICS = {
     "critic_loss": "losses/critic",
@@ -75,6 +81,26 @@ class TrainLogger:
         for network, stats in result.stats.items():
             for key, value in stats.items():
                 self._scalar(f"aggregation/{network}/{key}", value, step)
+        for network, cosine in result.interference.items():
+            self.log_interference(step, network, cosine)
+
+    def log_interference(self, step: int, network: str, cosine: Tensor) -> None:
+        """The [T, T] cosine matrix of ``network``: one scalar per task pair and a heatmap."""
+        for key, value in pair_scalars(network, cosine).items():
+            self._scalar(key, value, step)
+        matrix = cosine.detach().cpu().numpy()
+        title = f"{network}: cosine of per-task gradients, step {step}"
+        image = heatmap_image(matrix, self.task_names, title)
+        self.writer.add_image(f"interference/{network}", image, step, dataformats="HWC")
+
+    def log_reward_normalization(
+        self, step: int, scales: Sequence[float], bounds: Sequence[float]
+    ) -> None:
+        """Per-task reward scales and return bounds G_i (NaN before a task's first episode)."""
+        self._per_task("reward_norm/scale", scales, step)
+        finite = [(n, b) for n, b in zip(self.task_names, bounds, strict=True) if math.isfinite(b)]
+        for name, bound in finite:
+            self._scalar(f"reward_norm/return_bound/{name}", bound, step)
 
     def log_evaluation(
         self, step: int, success: Mapping[str, float], returns: Mapping[str, float]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.reward_normalization import RewardNormalizer
 from agents.sac import MultiTaskSAC, UpdateResult
 from mtrl_align.allocator import keep_freed_memory
 from mtrl_align.config import (
@@ -176,6 +177,16 @@ class Trainer:
                 config.train.sync_free, str(self.device), config.aggregation
             ),
         )
+        self.reward_normalizer = (
+            RewardNormalizer(
+                self.num_tasks,
+                config.agent.gamma,
+                config.agent.v_max,
+                self.agent.target_entropy,
+            )
+            if config.agent.reward_normalization
+            else None
+        )
         from envs import MultiTaskReplayBuffer
 
         self.buffer = MultiTaskReplayBuffer(
@@ -305,6 +316,8 @@ class Trainer:
         self.buffer.add(
             self.obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated
         )
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.observe(result.rewards, result.terminated, result.truncated)
         self.obs = result.obs
         self.counters.env_steps += 1
         done = result.terminated | result.truncated
@@ -330,6 +343,8 @@ class Trainer:
             collect = (self.agent.update_calls + 1) % config.train.log_every_updates == 0
             sample_start = time.perf_counter()
             batch = self.buffer.sample(config.train.batch_size_per_task)
+            if self.reward_normalizer is not None:
+                batch = self._normalize_rewards(batch, step_number if collect else None)
             self.timings.sample += time.perf_counter() - sample_start
             result_update = self.agent.update(batch, collect_stats=collect)
             skipped = result_update.skipped
@@ -345,6 +360,19 @@ class Trainer:
         elapsed = time.perf_counter() - start
         self.timings.update += elapsed
         return elapsed
+
+    def _normalize_rewards(self, batch: Any, log_step: int | None) -> Any:
+        """``batch`` with each task's rewards scaled by ``agent.reward_normalization`` (at the
+        current temperatures); logs the scales and return bounds when ``log_step`` is set."""
+        assert self.reward_normalizer is not None
+        alpha = self.agent.temperatures()
+        if log_step is not None:
+            self.logger.log_reward_normalization(
+                log_step,
+                self.reward_normalizer.scales(alpha).cpu().tolist(),
+                self.reward_normalizer.return_bounds().tolist(),
+            )
+        return self.reward_normalizer.normalize(batch, alpha)
 
     def _on_nonfinite(self, result: UpdateResult, run_length: int) -> None:
         """Stop with a message once ``run_length`` updates in a row were skipped."""
@@ -424,6 +452,9 @@ class Trainer:
             "rng": capture_rng_states(),
             "counters": dataclasses.asdict(self.counters),
             "last_eval_step": self._last_eval_step,
+            "reward_normalizer": (
+                None if self.reward_normalizer is None else self.reward_normalizer.state_dict()
+            ),
         }
 
     def _save_latest(self) -> None:
@@ -439,6 +470,10 @@ class Trainer:
             self.agent.load_state_dict(state["agent"])
             self.buffer.load_state_dict(state["buffer"])
             obs = self.env.load_state_dict(state["env"])
+            if self.reward_normalizer is not None:
+                if state.get("reward_normalizer") is None:
+                    raise ValueError("it holds no reward normaliser state")
+                self.reward_normalizer.load_state_dict(state["reward_normalizer"])
         except (KeyError, ValueError, RuntimeError) as error:
             from mtrl_align.checkpointing import CheckpointError
 
