@@ -15,9 +15,9 @@ distribution (``agent.critic_loss``):
               z_k + zeta/2], renormalised over the K bins, with y clipped to [-V_max, V_max]:
               p_k = (Phi((z_k + zeta/2 - y) / sigma) - Phi((z_k - zeta/2 - y) / sigma)) / Z.
               sigma = ``hl_gauss_sigma`` x zeta (0.75 by default: "Stop Regressing" found
-              sigma / zeta = 0.75 best). Its expectation is y up to the discretisation
-              (~1e-5 zeta inside the support) and a pull towards 0 within ~3 sigma of the ends,
-              where the Gaussian is cut off.
+              sigma / zeta = 0.75 best). Its expectation equals y to within 1e-5 zeta for
+              |y| <= V_max - 6 sigma; nearer the ends the cut-off Gaussian pulls it inwards
+              (by 0.37 zeta at y = +-V_max with the default sigma).
 
 BRC itself projects the whole target distribution (each atom shifted by r + gamma z_k and
 two-hot split, C51-style) with the twin critics' probabilities averaged; here the soft Bellman

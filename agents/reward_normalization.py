@@ -84,6 +84,7 @@ class RewardNormalizer:
         """[T] smallest discounted return v_t so far."""
         self.episode_rewards: list[list[float]] = [[] for _ in range(self.num_tasks)]
         """Rewards of each task's unfinished episode."""
+        self._bounds: Tensor | None = None  # return_bounds() on the device, until one changes
 
     # -- observing -----------------------------------------------------------------------------
     def observe(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
@@ -104,6 +105,7 @@ class RewardNormalizer:
                 self.max_return[task] = max(self.max_return[task], float(values.max()))
                 self.min_return[task] = min(self.min_return[task], float(values.min()))
                 self.episode_rewards[task] = []
+                self._bounds = None
 
     def return_bounds(self) -> np.ndarray:
         """G_i [T]: the largest |discounted return| so far (NaN before a first episode ends)."""
@@ -114,7 +116,11 @@ class RewardNormalizer:
     def scales(self, alpha: Tensor) -> Tensor:
         """c_i = v_max / (G_i + lambda_i) [T] for temperatures ``alpha`` [T] (its dtype and
         device); 1 where no episode has ended yet or the divisor is not positive."""
-        bounds = torch.as_tensor(self.return_bounds(), dtype=alpha.dtype).to(alpha.device)
+        bounds = self._bounds
+        if bounds is None or bounds.device != alpha.device or bounds.dtype != alpha.dtype:
+            # copied to the device only when an episode has ended since
+            bounds = torch.as_tensor(self.return_bounds(), dtype=alpha.dtype).to(alpha.device)
+            self._bounds = bounds
         divisor = bounds + alpha * self.correction
         usable = torch.isfinite(divisor) & (divisor > 0)
         return torch.where(usable, self.v_max / divisor.where(usable, 1.0), 1.0)
@@ -149,3 +155,4 @@ class RewardNormalizer:
         self.max_return = max_return.copy()
         self.min_return = np.asarray(state["min_return"], dtype=np.float64).copy()
         self.episode_rewards = [[float(x) for x in r] for r in state["episode_rewards"]]
+        self._bounds = None
