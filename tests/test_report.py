@@ -364,3 +364,19 @@ def test_baseline_named_by_settings_its_label_leaves_out(tmp_path):
     both = build_report(tmp_path, tmp_path / "r4", baseline=shared, **kwargs)
     assert shared in [r.label for r in both.rows]
     assert {c.label for c in both.comparisons} == {"pcgrad", "uniform (agent.variant=multi-head)"}
+
+
+def test_last3_metric_is_the_mean_of_the_last_three_evaluations(tmp_path):
+    rng = np.random.default_rng(11)
+    success = {seed: rng.uniform(size=(3, len(TASKS))) for seed in (0, 1, 2)}
+    for seed, rates in success.items():
+        write_run(tmp_path / "runs" / "uniform" / f"seed_{seed}", "uniform", seed, rates)
+    report = build_report(tmp_path / "runs", tmp_path / "out", metric="last3", with_plots=False)
+    (row,) = report.rows
+    per_seed = np.stack([success[s].mean(0) for s in (0, 1, 2)])  # [seeds, tasks]
+    np.testing.assert_allclose(row.per_seed_scores, per_seed)
+    for t, task in enumerate(TASKS):
+        assert row.per_task[task].mean == pytest.approx(per_seed[:, t].mean())
+    assert row.mean_success.mean == pytest.approx(per_seed.mean())
+    assert row.reported_env_steps == [EVAL_STEPS[-1]] * 3
+    assert "mean of the last three evaluations" in report.markdown.read_text()

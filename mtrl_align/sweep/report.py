@@ -33,7 +33,7 @@ class Report:
     Attributes:
         rows: one per method configuration.
         protocol: the runs' common protocol.
-        metric: ``final`` or ``best``.
+        metric: ``final``, ``best`` or ``last3``.
         excluded: runs left out, one line each.
         markdown: path of the Markdown report.
         csv: path of the CSV table.
@@ -73,7 +73,8 @@ def build_report(
         runs_dir: folder holding run directories at any depth (e.g. a sweep directory).
         out_dir: where ``report.md``, ``report.csv`` and the plots go (default
             ``runs_dir/report``).
-        metric: ``final`` (last evaluation) or ``best`` (best evaluation over training).
+        metric: ``final`` (last evaluation), ``best`` (best evaluation over training) or
+            ``last3`` (mean of the last three evaluations).
         bootstrap_seed: seed of the IQM bootstrap.
         with_plots: also draw the PNG plots.
         with_stability: also add the gradient-stability, task-interference and wall-time

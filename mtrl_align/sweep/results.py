@@ -5,7 +5,9 @@ Which evaluation of a run counts is explicit (``metric``):
 - ``final``: the last evaluation, taken at the end of training;
 - ``best``: the evaluation with the highest mean success over training (per-task rates from
   that same evaluation). This is how the CARE/Aligned-MTL MT10 tables were made; it is
-  optimistic, since it picks the maximum of noisy evaluations.
+  optimistic, since it picks the maximum of noisy evaluations;
+- ``last3``: per task, the mean of the last three evaluations (of all, when fewer): less
+  noisy than ``final``, at the price of looking a little back in training.
 
 The statistics over seeds come from :func:`envs.statistics.summarize_over_seeds`.
 """
@@ -18,12 +20,17 @@ from dataclasses import dataclass
 from mtrl_align.sweep.grouping import RunGroup
 from mtrl_align.sweep.runs import Evaluation, RunRecord
 
-METRICS = ("final", "best")
+METRICS = ("final", "best", "last3")
+LAST_EVALUATIONS = 3
+"""Evaluations averaged by the ``last3`` metric."""
 METRIC_DESCRIPTIONS = {
     "final": "final evaluation (the last one, at the end of training)",
     "best": (
         "best evaluation over training (per run, the evaluation with the highest mean success; "
         "optimistic, as in the CARE/Aligned-MTL MT10 tables)"
+    ),
+    "last3": (
+        "mean of the last three evaluations (per run and task; less noisy than the final one)"
     ),
 }
 
@@ -78,11 +85,27 @@ def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
         raise ValueError(f"run '{run.run_dir}' has no evaluations in eval.jsonl")
     if metric == "final":
         return run.evaluations[-1]
+    if metric == "last3":
+        return mean_of_last(run.evaluations, LAST_EVALUATIONS)
     best = run.evaluations[0]
     for evaluation in run.evaluations[1:]:
         if evaluation.mean_success > best.mean_success:
             best = evaluation
     return best
+
+
+def mean_of_last(evaluations: Sequence[Evaluation], count: int) -> Evaluation:
+    """One :class:`Evaluation` averaging the last ``count`` ones: per-task success and mean
+    success averaged, env steps and wall time of the last one."""
+    last = list(evaluations[-count:])
+    tasks = last[-1].success
+    return Evaluation(
+        env_steps=last[-1].env_steps,
+        mean_success=sum(e.mean_success for e in last) / len(last),
+        success={t: sum(e.success[t] for e in last) / len(last) for t in tasks},
+        episodes_per_task=last[-1].episodes_per_task,
+        wall_time_s=last[-1].wall_time_s,
+    )
 
 
 def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: int = 0) -> RowResult:
@@ -91,7 +114,7 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
     Args:
         group: the row's runs.
         tasks: task names (every run must have evaluated all of them).
-        metric: ``final`` or ``best``.
+        metric: ``final``, ``best`` or ``last3``.
         seed: seed of the bootstrap resampling (fixed, so a report is reproducible).
     """
     from envs.statistics import summarize_over_seeds

@@ -30,7 +30,7 @@ def markdown_report(
     Args:
         rows: one per method configuration.
         protocol: the runs' common protocol.
-        metric: ``final`` or ``best``.
+        metric: ``final``, ``best`` or ``last3``.
         excluded: one line per run left out (unfinished, failed), shown at the end.
         plots: file names of the plots, linked at the end.
         sections: further Markdown sections, put before the plots.
