@@ -7,7 +7,8 @@ are conflicting task pairs. The training logger writes
 
 - one scalar per task pair i < j, ``interference/<network>/<i>_<j>`` (i, j: positions in the
   run's task order, that of ``env.tasks`` or of the benchmark, as in ``eval.jsonl``), which the
-  run archive keeps in ``scalars.jsonl`` (about 2.5 KB per logged update at T = 10);
+  run archive keeps in ``scalars.jsonl`` (about 3.5 KB per logged update at T = 10, both
+  networks together);
 - ``aggregation/<network>/mean_cos``: the mean over the pairs;
 - a heatmap image with the task names, ``interference/<network>`` (TensorBoard's Images tab).
 

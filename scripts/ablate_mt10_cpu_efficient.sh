@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Short ablations before the efficient-critic MT10 study (issue 34), end to end and resumable:
+# 3 seeds x 50k env steps per task of each arm below, all with aggregation.method=uniform, on
+# configs/mt10_cpu_efficient_ablation.yaml (the study's protocol and agent at half the steps).
+# Each arm switches a few keys of that config back; arm by arm the pieces are added:
+#   mt-sac       MT-SAC with the reference options: shared 2 x 128 MLPs, MSE critic, he-uniform
+#   reward-norm  + BRC's per-task reward normalisation
+#   categorical  + categorical critic (HL-Gauss, 101 atoms on [-10, 10])
+#   bronet       + BroNet critic (128 wide, 1 block), LayerNorm actor, orthogonal init
+#   efficient    + learned task embeddings (task-encoder): the config as it is
+#   two-hot      efficient with two-hot instead of HL-Gauss targets
+#   rr2          efficient with 2 updates per env step (replay ratio 2, about 2x the CPU time)
+# Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>; the report (mean
+# success +- SEM, IQM, per task, differences from mt-sac, wall time per run, gradient stability
+# and task interference per arm) goes to docs/results/mt10_cpu_efficient_ablation/ for the final
+# and for the mean of the last three evaluations (report_last3/). Rows are labelled with the
+# keys in which the arms differ.
+# Run it again to continue (finished runs are skipped, interrupted ones resumed).
+#   scripts/ablate_mt10_cpu_efficient.sh                       all arms, seeds 0..2
+#   scripts/ablate_mt10_cpu_efficient.sh --arms mt-sac,rr2     some arms
+#   scripts/ablate_mt10_cpu_efficient.sh --report-only         only the report
+# Further arguments go to every sweep, e.g. --workers 2. Nothing is committed.
+set -uo pipefail
+set -f  # no globbing: overrides such as agent.critic_hidden=[128] are literal words
+cd "$(dirname "$0")/.."
+CONFIG=configs/mt10_cpu_efficient_ablation.yaml
+# SWEEPS, RESULTS and SEEDS can be set from outside (smoke tests)
+SWEEPS=${SWEEPS:-runs/sweeps/mt10_cpu_efficient_ablation}
+RESULTS=${RESULTS:-docs/results/mt10_cpu_efficient_ablation}
+SEEDS=${SEEDS:-0,1,2}
+MTRL=(python -m mtrl_align.cli)
+
+MT_SAC=(agent.variant=shared "agent.critic_hidden=[128,128]" agent.critic_trunk=mlp
+  agent.layer_norm=false agent.critic_loss=mse agent.reward_normalization=false
+  agent.init=he-uniform)
+declare -A ARM
+ARM[mt-sac]="${MT_SAC[*]}"
+ARM[reward-norm]="${ARM[mt-sac]} agent.reward_normalization=true"
+ARM[categorical]="${ARM[reward-norm]} agent.critic_loss=hl-gauss"
+ARM[bronet]="${ARM[categorical]} agent.critic_trunk=bronet agent.critic_hidden=[128] agent.layer_norm=true agent.init=orthogonal"
+ARM[efficient]=""
+ARM[two-hot]="agent.critic_loss=two-hot"
+ARM[rr2]="train.updates_per_env_step=2"
+ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2)
+BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False)"
+
+arms=("${ORDER[@]}")
+report_only=0
+rest=()
+while (($#)); do
+  case "$1" in
+    --arms) IFS=, read -r -a arms <<<"$2"; shift 2 ;;
+    --report-only) report_only=1; shift ;;
+    *) rest+=("$1"); shift ;;
+  esac
+done
+for arm in "${arms[@]}"; do
+  if [[ -z ${ARM[$arm]+set} ]]; then
+    echo "ablation: unknown arm '$arm'; choose from: ${ORDER[*]}" >&2
+    exit 2
+  fi
+done
+
+status=0
+if [[ $report_only == 0 ]]; then
+  # seed by seed, so that every arm has the same number of seeds at every stop
+  for seed in ${SEEDS//,/ }; do
+    for arm in "${arms[@]}"; do
+      # shellcheck disable=SC2086  # the arm's overrides are words
+      "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform --out "$SWEEPS/$arm" \
+        ${ARM[$arm]} "${rest[@]}" || status=$?
+    done
+  done
+  case " ${rest[*]} " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
+fi
+
+if [[ ! -d $SWEEPS ]]; then
+  echo "ablation: no runs under $SWEEPS yet" >&2
+  exit 1
+fi
+for metric in final last3; do
+  out=$RESULTS
+  [[ $metric == last3 ]] && out=$RESULTS/report_last3
+  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" \
+    >/dev/null; then
+    echo "ablation: report ($metric) in $out/report.md"
+  else
+    echo "ablation: no $metric report yet (no finished run, or the mt-sac arm missing?)" >&2
+    status=1
+  fi
+done
+exit $status

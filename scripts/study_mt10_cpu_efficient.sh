@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The efficient-critic MT10 study (issue 34; page docs/results/mt10_cpu_efficient.md), end to
+# end and resumable, on configs/mt10_cpu_efficient.yaml (all ten tasks, 100k env steps per task,
+# 150-step episodes, 20 evaluation episodes per task, one thread per run):
+#   1. restore the runs archived in git into runs/sweeps/mt10_cpu_efficient/: this study's
+#      (docs/results/mt10_cpu_efficient/runs/) and the 30 runs of the first CPU study
+#      (docs/results/mt10_cpu_study/runs/ -> .../mt10_cpu_study/; only read by the report);
+#   2. seed by seed (0..4): the efficient critic with uniform, aligned-mtl and pcgrad
+#      (.../efficient), and MT-SAC with the reference options (shared 2 x 128 MLPs, MSE critic,
+#      no reward normalisation, he-uniform init; .../mt-sac);
+#   3. archive every finished run of steps 2 (config.yaml, eval.jsonl, status.json,
+#      scalars.jsonl) into docs/results/mt10_cpu_efficient/runs/;
+#   4. report over all of runs/sweeps/mt10_cpu_efficient (these runs and the first study's):
+#      docs/results/mt10_cpu_efficient/report.md with the final evaluation and
+#      docs/results/mt10_cpu_efficient/report_last3/report.md with the mean of the last three,
+#      differences from the new MT-SAC row, wall time, stability and task interference.
+# Run it again to continue (finished runs are skipped, interrupted ones resumed).
+# Extra arguments go to every sweep, e.g.   scripts/study_mt10_cpu_efficient.sh --workers 2
+# Only steps 3 and 4:                        scripts/study_mt10_cpu_efficient.sh --archive-only
+# Nothing is committed: commit docs/results/ yourself (git add docs/results/mt10_cpu_efficient*).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=configs/mt10_cpu_efficient.yaml
+# SWEEPS, RESULTS, SEEDS and FIRST_STUDY can be set from outside (smoke tests)
+SWEEPS=${SWEEPS:-runs/sweeps/mt10_cpu_efficient}
+RESULTS=${RESULTS:-docs/results/mt10_cpu_efficient}
+SEEDS=${SEEDS:-0,1,2,3,4}
+FIRST_STUDY=${FIRST_STUDY-docs/results/mt10_cpu_study/runs}
+ARCHIVE=$RESULTS/runs
+MTRL=(python -m mtrl_align.cli)
+# MT-SAC with the reference options: the study config with the efficient pieces switched off
+MT_SAC=(agent.variant=shared "agent.critic_hidden=[128,128]" agent.critic_trunk=mlp
+  agent.layer_norm=false agent.critic_loss=mse agent.reward_normalization=false
+  agent.init=he-uniform)
+BASELINE="uniform (agent.critic_loss=mse, agent.init=he-uniform)"
+
+archive_only=0
+if [[ "${1:-}" == "--archive-only" ]]; then
+  archive_only=1
+  shift
+fi
+
+status=0
+if [[ $archive_only == 0 ]]; then
+  # A refusal here (a run directory with other settings at an archived run's place) must be
+  # sorted out before sweeping, or the sweep would train the run again.
+  if [[ -d $ARCHIVE ]]; then
+    "${MTRL[@]}" restore "$ARCHIVE" "$SWEEPS" || exit $?
+  fi
+  if [[ -n $FIRST_STUDY && -d $FIRST_STUDY ]]; then
+    "${MTRL[@]}" restore "$FIRST_STUDY" "$SWEEPS/mt10_cpu_study" || exit $?
+  fi
+  for seed in ${SEEDS//,/ }; do
+    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform,aligned-mtl,pcgrad \
+      --out "$SWEEPS/efficient" "$@" || status=$?
+    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform --out "$SWEEPS/mt-sac" \
+      "${MT_SAC[@]}" "$@" || status=$?
+  done
+  case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
+fi
+
+if [[ ! -d $SWEEPS ]]; then
+  echo "study: no runs under $SWEEPS yet" >&2
+  exit 1
+fi
+for part in efficient mt-sac; do
+  if [[ -d $SWEEPS/$part ]]; then
+    "${MTRL[@]}" archive "$SWEEPS/$part" "$ARCHIVE/$part" || exit $?
+  fi
+done
+for metric in final last3; do
+  out=$RESULTS
+  [[ $metric == last3 ]] && out=$RESULTS/report_last3
+  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" \
+    >/dev/null; then
+    echo "study: report ($metric) in $out/report.md"
+    for png in "$out"/*.png; do
+      [[ -f $png ]] || continue
+      size=$(stat -c %s "$png")
+      if ((size > 200000)); then
+        echo "study: warning: $png is $size bytes (> 200 KB); keep committed plots small" >&2
+      fi
+    done
+  else
+    echo "study: no $metric report yet (no finished run, or no finished MT-SAC run?)" >&2
+    status=1
+  fi
+done
+exit $status
