@@ -3,7 +3,8 @@
 ``checkpoints/latest.pt`` holds everything needed to continue a run exactly: the agent
 (networks, target critics, optimisers, temperatures, aggregator states, noise generator,
 counters), the replay buffer, the training env (its per-task RNG checkpoints), the global RNG
-states (python, numpy, torch CPU and CUDA), the loop counters and the resolved config.
+states (python, numpy, torch CPU and CUDA), the loop counters, the reward normaliser's state
+(``agent.reward_normalization``; None without it) and the resolved config.
 ``checkpoints/best.pt`` holds only the agent of the best evaluation (for ``evaluate``).
 
 Every checkpoint carries a ``meta`` dict (format, tasks, method, variant, config fingerprint);
