@@ -149,6 +149,7 @@ def test_finite_flag_agrees_with_isfinite_per_tensor(values):
         ("multi-head", {"grad_clip": 0.5}),
         ("task-encoder", {"target_update_every": 2}),
         ("care", {}),
+        ("multi-head", {"critic_loss": "hl-gauss", "num_bins": 11, "layer_norm": True}),
     ],
 )
 def test_sync_free_updates_equal_the_per_update_path(variant, agent_kw):
@@ -168,10 +169,12 @@ def test_sync_free_updates_equal_the_per_update_path(variant, agent_kw):
 
 def test_sync_free_update_reads_nothing_back_from_the_device():
     free, checked = make_agent(True), make_agent(False)
+    categorical = make_agent(True, critic_loss="two-hot", num_bins=11, layer_norm=True)
     batch = make_batch(0)
     with host_reads_forbidden():
         free.update(batch)
         free.update(batch._replace(rewards=torch.full_like(batch.rewards, float("nan"))))
+        categorical.update(batch)
     with host_reads_forbidden(), pytest.raises(AssertionError, match="host read"):
         checked.update(batch)  # the per-update path decides on the host: the guard catches it
 
