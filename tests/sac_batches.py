@@ -80,3 +80,14 @@ def clone_state(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(clone_state(v) for v in value)
     return value
+
+
+def loop_gradients(loss_fn, module, batch, extra=()) -> dict[str, torch.Tensor]:
+    """Per-task gradients [T, *shape] by T separate autograd calls on the all-task losses (the
+    oracle of the fused vmapped per-task gradients)."""
+    params = dict(module.named_parameters())
+    losses, _ = loss_fn(params, batch, torch.arange(T), *extra)
+    rows = [
+        torch.autograd.grad(losses[t], list(params.values()), retain_graph=True) for t in range(T)
+    ]
+    return {name: torch.stack([row[i] for row in rows]) for i, name in enumerate(params)}

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sac_batches import OBS, A, B, Batch, T, make_batch
+from sac_batches import OBS, A, B, Batch, T, loop_gradients, make_batch
 
 from agents import MultiTaskSAC, representation_jacobian, sample_tanh_gaussian
 from agents.losses import ActorBatch, CriticBatch
@@ -30,16 +30,6 @@ def make_agent(variant="shared", method="uniform", networks=None, **agent_kw):
 def critic_inputs(agent: MultiTaskSAC, batch: Batch) -> CriticBatch:
     targets = agent._bellman_targets(batch, agent.log_alpha.detach().exp())
     return CriticBatch(batch.obs, batch.actions, targets)
-
-
-def loop_gradients(loss_fn, module, batch, extra=()) -> dict[str, torch.Tensor]:
-    """Per-task gradients by T separate autograd calls on the all-task losses (the oracle)."""
-    params = dict(module.named_parameters())
-    losses, _ = loss_fn(params, batch, torch.arange(T), *extra)
-    rows = [
-        torch.autograd.grad(losses[t], list(params.values()), retain_graph=True) for t in range(T)
-    ]
-    return {name: torch.stack([row[i] for row in rows]) for i, name in enumerate(params)}
 
 
 @pytest.mark.parametrize("variant", ["shared", "task-encoder", "multi-head"])

@@ -12,7 +12,7 @@ import copy
 
 import pytest
 import torch
-from sac_batches import OBS, A, B, Batch, T, make_batch
+from sac_batches import OBS, A, B, Batch, T, loop_gradients, make_batch
 from torch.func import vmap
 
 from agents import MultiTaskSAC, TanhGaussianActor, TaskConditionedMLP, TwinCritic
@@ -61,16 +61,6 @@ def make_net(variant: str, seed: int = 0) -> torch.nn.Module:
 def critic_inputs(agent: MultiTaskSAC, batch: Batch) -> CriticBatch:
     targets = agent._bellman_targets(batch, agent.log_alpha.detach().exp())
     return CriticBatch(batch.obs, batch.actions, targets)
-
-
-def loop_gradients(loss_fn, module, batch, extra=()) -> dict[str, torch.Tensor]:
-    """Per-task gradients [T, *shape] by T separate autograd calls (the oracle)."""
-    params = dict(module.named_parameters())
-    losses, _ = loss_fn(params, batch, torch.arange(T), *extra)
-    rows = [
-        torch.autograd.grad(losses[t], list(params.values()), retain_graph=True) for t in range(T)
-    ]
-    return {name: torch.stack([row[i] for row in rows]) for i, name in enumerate(params)}
 
 
 # -- the factory keeps the MLP variants as they were ------------------------------------------

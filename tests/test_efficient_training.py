@@ -5,6 +5,7 @@ run resumes bit for bit, and the logs hold the interference matrices and reward 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -12,47 +13,33 @@ import pytest
 import torch
 import yaml
 from sac_batches import assert_same_state
+from test_training import TINY, config_for, crash_after_first_checkpoint, evaluations_without_time
 
 from mtrl_align.cli import main
-from mtrl_align.config import load_train_config
 from mtrl_align.sweep.archive import read_tb_scalars
 from mtrl_align.training import RunFiles, train
 from mtrl_align.training import loop as loop_module
 
-TASKS = ["reach-v3", "drawer-close-v3"]
-EVERYTHING = {
-    "seed": 5,
-    "device": "cpu",
-    "num_threads": 1,
-    "env": {"benchmark": "MT10", "tasks": TASKS, "max_episode_steps": 20},
-    "agent": {
-        "variant": "task-encoder",
-        "actor_hidden": [16, 16],
-        "critic_hidden": [16],
-        "critic_trunk": "bronet",
-        "critic_blocks": 1,
-        "layer_norm": True,
-        "critic_loss": "hl-gauss",
-        "num_bins": 11,
-        "reward_normalization": True,
-        "init": "orthogonal",
-        "grad_clip": 1.0,
-        "log_std_bound": "clip",
-        "adam_eps": 1e-5,
-    },
-    "aggregation": {"method": "pcgrad"},
-    "train": {
-        "total_env_steps": 80,
-        "warmup_env_steps": 20,
-        "batch_size_per_task": 8,
-        "buffer_capacity": 1000,
-        "updates_per_env_step": 2,
-        "checkpoint_every_env_steps": 40,
-        "log_every_updates": 10,
-        "progress_bar": False,
-    },
-    "eval": {"every_env_steps": 40, "episodes_per_task": 1},
+# test_training's tiny run (2 tasks, 20-step episodes, tiny nets, PCGrad) with everything on
+EVERYTHING = copy.deepcopy(TINY)
+EVERYTHING["seed"] = 5
+EVERYTHING["agent"] = {
+    "variant": "task-encoder",
+    "actor_hidden": [16, 16],
+    "critic_hidden": [16],
+    "critic_trunk": "bronet",
+    "critic_blocks": 1,
+    "layer_norm": True,
+    "critic_loss": "hl-gauss",
+    "num_bins": 11,
+    "reward_normalization": True,
+    "init": "orthogonal",
+    "grad_clip": 1.0,
+    "log_std_bound": "clip",
+    "adam_eps": 1e-5,
 }
+EVERYTHING["train"].update(total_env_steps=80, updates_per_env_step=2)
+EVERYTHING["eval"]["every_env_steps"] = 40
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +49,14 @@ def config_path(tmp_path_factory) -> Path:
     return path
 
 
-def run_config(path: Path, run_dir: Path):
-    return load_train_config(path, [f"run_dir={run_dir}"])
-
-
 @pytest.fixture(scope="module")
 def reference_run(config_path, tmp_path_factory) -> Path:
-    return train(run_config(config_path, tmp_path_factory.mktemp("runs") / "reference"))
+    return train(config_for(config_path, tmp_path_factory.mktemp("runs") / "reference"))
 
 
 def final_state(run_dir: Path) -> dict:
     state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
     return {"agent": state["agent"], "reward_normalizer": state["reward_normalizer"]}
-
-
-def evaluations(run_dir: Path) -> list[dict]:
-    records = RunFiles(run_dir).read_evaluations()
-    for record in records:
-        record.pop("wall_time_s")
-    return records
 
 
 def test_logs_hold_interference_matrices_and_reward_scales(reference_run):
@@ -112,31 +88,22 @@ def test_logs_hold_interference_matrices_and_reward_scales(reference_run):
 
 
 def test_same_seed_gives_the_same_run(reference_run, config_path, tmp_path):
-    again = train(run_config(config_path, tmp_path / "again"))
-    assert evaluations(again) == evaluations(reference_run)
+    again = train(config_for(config_path, tmp_path / "again"))
+    assert evaluations_without_time(again) == evaluations_without_time(reference_run)
     assert_same_state(final_state(again), final_state(reference_run))
 
 
 def test_interrupted_run_resumes_bit_for_bit(reference_run, config_path, tmp_path, monkeypatch):
     run_dir = tmp_path / "interrupted"
-    original = loop_module.Trainer._save_latest
-
-    def crash_after_first_checkpoint(self):
-        original(self)
-        raise RuntimeError("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(loop_module.Trainer, "_save_latest", crash_after_first_checkpoint)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(run_config(config_path, run_dir))
+    crash_after_first_checkpoint(config_for(config_path, run_dir), monkeypatch)
     assert RunFiles(run_dir).read_status()["env_steps"] == 40
     assert main(["train", "--resume", str(run_dir)]) == 0
-    assert evaluations(run_dir) == evaluations(reference_run)
+    assert evaluations_without_time(run_dir) == evaluations_without_time(reference_run)
     assert_same_state(final_state(run_dir), final_state(reference_run))
 
 
 def test_every_update_sees_each_tasks_rewards_times_its_scale(config_path, tmp_path):
-    config = run_config(config_path, tmp_path / "scaled")
+    config = config_for(config_path, tmp_path / "scaled")
     trainer = loop_module.Trainer(config)
     raw: list[torch.Tensor] = []
     checked: list[bool] = []

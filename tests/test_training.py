@@ -122,20 +122,25 @@ def test_same_seed_gives_the_same_run(reference_run, tiny_config_path, tmp_path)
     assert_same_agent(final_agent(again), final_agent(reference_run))
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(
-    reference_run, tiny_config_path, tmp_path, monkeypatch
-):
-    run_dir = tmp_path / "interrupted"
+def crash_after_first_checkpoint(config, monkeypatch) -> None:
+    """Train ``config`` until its first checkpoint is written, then crash."""
     original = loop_module.Trainer._save_latest
 
-    def crash_after_first_checkpoint(self):
+    def save_and_crash(self):
         original(self)
         raise RuntimeError("simulated crash")
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop_module.Trainer, "_save_latest", crash_after_first_checkpoint)
+        patch.setattr(loop_module.Trainer, "_save_latest", save_and_crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            train(config_for(tiny_config_path, run_dir))
+            train(config)
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    reference_run, tiny_config_path, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "interrupted"
+    crash_after_first_checkpoint(config_for(tiny_config_path, run_dir), monkeypatch)
     status = RunFiles(run_dir).read_status()
     assert status["state"] == "failed" and "simulated crash" in status["error"]
     assert status["env_steps"] == 40

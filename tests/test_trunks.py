@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sac_batches import OBS, A, B, T, make_batch
+from sac_batches import OBS, A, B, T, loop_gradients, make_batch
 
 from agents import MultiTaskSAC
 from agents.initialization import InitSpec
@@ -130,16 +130,6 @@ def critic_batch(agent: MultiTaskSAC, seed: int = 0) -> CriticBatch:
     batch = make_batch(seed)
     targets = agent._bellman_targets(batch, agent.temperatures())
     return CriticBatch(batch.obs, batch.actions, targets)
-
-
-def loop_gradients(loss_fn, module, batch, extra=()) -> dict[str, torch.Tensor]:
-    """Per-task gradients by T autograd calls on the all-task losses (the oracle)."""
-    params = dict(module.named_parameters())
-    losses, _ = loss_fn(params, batch, torch.arange(T), *extra)
-    rows = [
-        torch.autograd.grad(losses[t], list(params.values()), retain_graph=True) for t in range(T)
-    ]
-    return {name: torch.stack([row[i] for row in rows]) for i, name in enumerate(params)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
