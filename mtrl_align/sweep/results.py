@@ -5,7 +5,9 @@ Which evaluation of a run counts is explicit (``metric``):
 - ``final``: the last evaluation, taken at the end of training;
 - ``best``: the evaluation with the highest mean success over training (per-task rates from
   that same evaluation). This is how the CARE/Aligned-MTL MT10 tables were made; it is
-  optimistic, since it picks the maximum of noisy evaluations.
+  optimistic, since it picks the maximum of noisy evaluations;
+- ``last3``: the mean of the last three evaluations (per task, then over tasks; fewer when a
+  run has fewer): less noisy than ``final``, still an end-of-training reading.
 
 The statistics over seeds come from :func:`envs.statistics.summarize_over_seeds`.
 """
@@ -18,13 +20,16 @@ from dataclasses import dataclass
 from mtrl_align.sweep.grouping import RunGroup
 from mtrl_align.sweep.runs import Evaluation, RunRecord
 
-METRICS = ("final", "best")
+METRICS = ("final", "best", "last3")
+LAST_EVALUATIONS = 3
+"""Evaluations averaged by the ``last3`` metric."""
 METRIC_DESCRIPTIONS = {
     "final": "final evaluation (the last one, at the end of training)",
     "best": (
         "best evaluation over training (per run, the evaluation with the highest mean success; "
         "optimistic, as in the CARE/Aligned-MTL MT10 tables)"
     ),
+    "last3": "mean of the last three evaluations (per task; less noisy than the final one)",
 }
 
 
@@ -78,11 +83,28 @@ def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
         raise ValueError(f"run '{run.run_dir}' has no evaluations in eval.jsonl")
     if metric == "final":
         return run.evaluations[-1]
+    if metric == "last3":
+        return mean_of_evaluations(run.evaluations[-LAST_EVALUATIONS:])
     best = run.evaluations[0]
     for evaluation in run.evaluations[1:]:
         if evaluation.mean_success > best.mean_success:
             best = evaluation
     return best
+
+
+def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """One evaluation whose success rates are the per-task means of ``evaluations`` (same
+    tasks in each), dated at the last one."""
+    tasks = list(evaluations[-1].success)
+    success = {t: sum(e.success[t] for e in evaluations) / len(evaluations) for t in tasks}
+    last = evaluations[-1]
+    return Evaluation(
+        env_steps=last.env_steps,
+        mean_success=sum(success.values()) / len(success),
+        success=success,
+        episodes_per_task=last.episodes_per_task,
+        wall_time_s=last.wall_time_s,
+    )
 
 
 def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: int = 0) -> RowResult:
@@ -91,7 +113,7 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
     Args:
         group: the row's runs.
         tasks: task names (every run must have evaluated all of them).
-        metric: ``final`` or ``best``.
+        metric: one of :data:`METRICS`.
         seed: seed of the bootstrap resampling (fixed, so a report is reproducible).
     """
     from envs.statistics import summarize_over_seeds
