@@ -61,6 +61,7 @@ sys.path.insert(0, spec["peer"])
 
 import jax
 import numpy as np
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.evaluation import evaluation
 
 from metaworld_algorithms.config.networks import (
@@ -112,7 +113,9 @@ run = Run(
 
 envs = run.env.spawn(seed=run.seed)
 eval_envs = run.env.spawn(seed=run.seed)
-task_names = list(dict.fromkeys(eval_envs.get_attr("task_name")))
+# the evaluator's task names (e.g. reach-v3), in the envs' order
+class_to_task = {cls.__name__: name for name, cls in ALL_V3_ENVIRONMENTS.items()}
+task_names = [class_to_task[c] for c in dict.fromkeys(eval_envs.get_attr("task_name"))]
 counts = {"env_steps": 0, "updates": 0, "evaluated": set()}
 t_start = time.perf_counter()
 eval_path = pathlib.Path(spec["eval_file"])
