@@ -370,17 +370,6 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         if getattr(config.agent, key) is not None:
             _positive(f"agent.{key}", getattr(config.agent, key))
     _positive("agent.adam_eps", config.agent.adam_eps)
-    custom_init = (
-        config.agent.init != "torch"
-        or config.agent.actor_head_init is not None
-        or config.agent.critic_head_init is not None
-    )
-    if custom_init and config.agent.variant not in MLP_VARIANTS:
-        raise ConfigError(
-            f"agent.init={config.agent.init} / actor_head_init / critic_head_init are only "
-            f"implemented for agent.variant in {', '.join(MLP_VARIANTS)}, not "
-            f"{config.agent.variant!r}; use agent.init=torch and null head inits"
-        )
     _positive("agent.target_update_every", config.agent.target_update_every)
     methods = aggregation.available()
     _choice("aggregation.method", config.aggregation.method, tuple(methods))

@@ -187,7 +187,8 @@ def test_config_choices_match_the_agents_and_bad_values_are_named():
         load_train_config(None, ["agent.init=xavier"])
     with pytest.raises(ConfigError, match="'agent.log_std_bound'.*'sigmoid'"):
         load_train_config(None, ["agent.log_std_bound=sigmoid"])
-    with pytest.raises(ConfigError, match="moore"):
-        load_train_config(None, ["agent.variant=moore", "agent.init=he-uniform"])
+    # every architecture takes the reference init (issue 33)
+    config = load_train_config(None, ["agent.variant=moore", "agent.init=he-uniform"])
+    assert config.agent.init == "he-uniform"
     with pytest.raises(ConfigError, match="adam_eps"):
         load_train_config(None, ["agent.adam_eps=0"])

@@ -29,12 +29,13 @@ from torch.nn import functional as F
 from agents.architectures.common import (
     TaskConditioned,
     join,
+    linear,
     mlp,
-    parameter,
     per_sample,
     rows,
     run_mlp,
 )
+from agents.initialization import InitSpec
 
 DEFAULT_NUM_EXPERTS = 6
 
@@ -46,6 +47,8 @@ class CARENetwork(TaskConditioned):
         hidden: widths of the SAC network after the encoder.
         embedding_dim: E, size of the task embedding, the context and each encoder's output.
         num_experts: k, number of encoders.
+        init: initial weights of every linear layer (the output layer by its head bound); the
+            task table keeps N(0, 1).
     """
 
     TASK_SPECIFIC = ("task_embedding",)
@@ -59,6 +62,7 @@ class CARENetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
         num_experts: int = DEFAULT_NUM_EXPERTS,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
@@ -67,13 +71,12 @@ class CARENetwork(TaskConditioned):
         self.task_embedding = nn.Parameter(torch.empty(num_tasks, size))
         with torch.no_grad():
             self.task_embedding.normal_(0.0, 1.0, generator=generator)
-        self.context = mlp([size, size, size], generator)
-        self.attention = mlp([size, size, num_experts], generator)
-        self.encoders = mlp([self.state_dim, size, size], generator, stack=num_experts)
-        self.trunk = mlp([2 * size + extra_dim, *self.hidden], generator)
+        self.context = mlp([size, size, size], generator, init=init)
+        self.attention = mlp([size, size, num_experts], generator, init=init)
+        self.encoders = mlp([self.state_dim, size, size], generator, num_experts, init)
+        self.trunk = mlp([2 * size + extra_dim, *self.hidden], generator, init=init)
         last = self.hidden[-1]
-        self.out_weight = parameter((out_dim, last), last, generator)
-        self.out_bias = parameter((out_dim,), last, generator)
+        self.out_weight, self.out_bias = linear((out_dim, last), generator, init, head=True)
 
     def context_and_attention(self, task_index: Tensor) -> tuple[Tensor, Tensor]:
         """Context c [(T,) E] and encoder weights alpha [(T,) k] of the task(s)."""

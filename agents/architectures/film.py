@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from agents.architectures.common import TaskConditioned, join, mlp, parameter, rows
+from agents.architectures.common import TaskConditioned, join, linear, mlp, rows
+from agents.initialization import InitSpec, init_weight_
 
 
 class FiLMNetwork(TaskConditioned):
@@ -31,6 +32,8 @@ class FiLMNetwork(TaskConditioned):
     Args:
         hidden: trunk widths.
         embedding_dim: E, size of the task embedding fed to the FiLM generators.
+        init: initial weights of the trunk and the generator weights (the output layer by its
+            head bound); the generator biases start at zero, the task table at N(0, 1).
     """
 
     TASK_SPECIFIC = ("task_embedding",)
@@ -44,19 +47,21 @@ class FiLMNetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
         self.task_embedding = nn.Parameter(torch.empty(num_tasks, embedding_dim))
         with torch.no_grad():
             self.task_embedding.normal_(0.0, 1.0, generator=generator)
-        self.trunk = mlp([self.state_dim + extra_dim, *self.hidden], generator)
+        init = init if init is not None else InitSpec()
+        self.trunk = mlp([self.state_dim + extra_dim, *self.hidden], generator, init=init)
         self.film = nn.ParameterList()
         for width in self.hidden:
-            self.film.append(parameter((2 * width, embedding_dim), embedding_dim, generator))
-            self.film.append(nn.Parameter(torch.zeros(2 * width)))
+            weight = nn.Parameter(torch.empty(2 * width, embedding_dim))
+            init_weight_(weight, embedding_dim, init, generator)
+            self.film.extend([weight, nn.Parameter(torch.zeros(2 * width))])
         last = self.hidden[-1]
-        self.out_weight = parameter((out_dim, last), last, generator)
-        self.out_bias = parameter((out_dim,), last, generator)
+        self.out_weight, self.out_bias = linear((out_dim, last), generator, init, head=True)
 
     def modulation(self, task_index: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per hidden layer, (gamma, beta) of the task(s), each [(T,) 1, width]."""

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.architectures.common import TaskConditioned, join, mlp, rows, task_linear
+from agents.initialization import InitSpec
 
 DEFAULT_NUM_PARAMETER_SETS = 5
 
@@ -36,6 +37,7 @@ class PaCoNetwork(TaskConditioned):
     Args:
         hidden: hidden widths of the composed MLP.
         num_experts: K, the number of parameter sets.
+        init: initial weights of every parameter set (the output layer's by its head bound).
     """
 
     TASK_SPECIFIC = ("composition",)
@@ -49,6 +51,7 @@ class PaCoNetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
         num_experts: int = DEFAULT_NUM_PARAMETER_SETS,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
@@ -59,7 +62,7 @@ class PaCoNetwork(TaskConditioned):
             self.composition.uniform_(0.0, 1.0, generator=generator)
             self.composition.div_(self.composition.norm(dim=1, keepdim=True))
         widths = [self.state_dim + extra_dim, *self.hidden, out_dim]
-        self.layers = mlp(widths, generator, stack=num_experts)
+        self.layers = mlp(widths, generator, stack=num_experts, init=init, head=True)
 
     def composed(self, task_index: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per layer, task t's weight [(T,) out, in] and bias [(T,) out]."""
