@@ -6,10 +6,14 @@ Forward for one sample (s, t), with D = hidden[-1] and d = ``module_hidden``:
 
 * observation encoder f: e = f([s, a]) [D] (MLP with widths ``hidden``, last layer linear);
 * routing input: g = MLP_g(relu(e * z_t)) [d], z_t a row of the learned task table
-  ``task_embedding`` [T, D] (the linear map of the one-hot id); MLP_g has two ReLU layers of d;
+  ``task_embedding`` [T, D] (the linear map of the one-hot id); MLP_g is Linear D->d, ReLU,
+  Linear d->d, its last layer left unactivated (as in the authors' code and the reference), so
+  g has both signs;
 * routing layer l = 1..L: p^1 = softmax(W_d^1 relu(g)), p^l = softmax(W_d^l relu(g *
   (W_u^l [p^1, .., p^(l-1)] + b_u^l))); p^l is [n, n] (row i: how module i of layer l+1 mixes
-  the modules of layer l) for l < L and [n] (the final mixture) for l = L;
+  the modules of layer l) for l < L and [n] (the final mixture) for l = L. The gate of a
+  later layer is ReLU(g * u) with the raw g: a ReLU on g itself would zero every unit where
+  g < 0 before the product, whatever the sign of u;
 * modules: x^0 = relu(e) fed to all n modules of layer 1; y^l_j = W^l_j x^(l-1)_j + b^l_j;
   x^l_i = relu(sum_j p^l_ij y^l_j); features = relu(sum_j p^L_j y^L_j) [d];
 * output: one linear layer d -> out (shared).
@@ -117,7 +121,7 @@ class SoftModularNetwork(TaskConditioned):
         docstring. obs [N, obs_dim] with 0-dim ``task_index`` or [T, N, obs_dim] with [T]."""
         e = run_mlp(join(self.state(obs), extra), self.encoder, activate_last=False)
         z = rows(self.task_embedding, task_index).unsqueeze(-2)  # [(T,) 1, D]
-        g = run_mlp(torch.relu(e * z), self.routing_input, activate_last=True)
+        g = run_mlp(torch.relu(e * z), self.routing_input, activate_last=False)
         probs = self.routes(g)
         x = torch.relu(e)
         for layer in range(self.num_module_layers):
