@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from agents.architectures.care import load_task_descriptions
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, all_finite
 from agents.initialization import InitSpec
@@ -101,6 +103,8 @@ class MultiTaskSAC:
             device value; see :mod:`agents.sync_free`). Only for methods whose networks all
             use the summed loss (``uniform``, or nothing aggregated): the aggregators run
             host-side logic. ``train.sync_free`` picks it.
+        task_names: the T task names in training order; needed to read
+            ``config.task_descriptions`` (CARE's frozen description embeddings).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class MultiTaskSAC:
         seed: int = 0,
         compile: bool = False,
         sync_free: bool = False,
+        task_names: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         self.num_tasks = num_tasks
@@ -121,6 +126,14 @@ class MultiTaskSAC:
         self.action_dim = action_dim
         self.device = torch.device(device)
         init_generator = torch.Generator().manual_seed(seed)
+        descriptions = None
+        if config.task_descriptions is not None:
+            if task_names is None or len(task_names) != num_tasks:
+                raise ValueError(
+                    "agent.task_descriptions needs the names of the T tasks "
+                    f"(task_names={task_names!r}, num_tasks={num_tasks})"
+                )
+            descriptions = load_task_descriptions(config.task_descriptions, task_names)
         self.actor = TanhGaussianActor(
             config.variant,
             obs_dim,
@@ -133,6 +146,7 @@ class MultiTaskSAC:
             generator=init_generator,
             options=network_options(config),
             init=InitSpec(config.init, config.actor_head_init),
+            task_descriptions=descriptions,
             log_std_bound=config.log_std_bound,
         ).to(self.device)
         self.critic = TwinCritic(
@@ -145,6 +159,7 @@ class MultiTaskSAC:
             generator=init_generator,
             options=network_options(config),
             init=InitSpec(config.init, config.critic_head_init),
+            task_descriptions=descriptions,
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(

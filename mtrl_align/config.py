@@ -66,6 +66,10 @@ class AgentConfig:
     """Layers of modules of soft-modules; null = MT10 default 2."""
     module_hidden: int | None = None
     """Width of each soft-modules module and of its routing network; null = MT10 default 256."""
+    task_descriptions: str | None = None
+    """care only: JSON file of frozen per-task description embeddings, {task name: [P numbers]}
+    (mtrl's metadata format), used for CARE's context instead of a learned task table; null:
+    the learned table."""
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
@@ -344,6 +348,11 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
                 f"config key 'agent.{key}' only applies to variant(s) {', '.join(variants)}; "
                 f"agent.variant is {config.agent.variant!r} (set it to null)"
             )
+    if config.agent.task_descriptions is not None and config.agent.variant != "care":
+        raise ConfigError(
+            "config key 'agent.task_descriptions' only applies to variant care; agent.variant "
+            f"is {config.agent.variant!r} (set it to null)"
+        )
     for key in ("actor_hidden", "critic_hidden"):
         widths = getattr(config.agent, key)
         if not widths or any(w <= 0 for w in widths):

@@ -8,10 +8,17 @@ PaCo as in the authors' paco-mtrl (``CompositionalFC``, ``kernel_identical_init`
 
 from __future__ import annotations
 
-import torch
-from sac_batches import OBS, A, B, T
+import json
 
+import pytest
+import torch
+from sac_batches import OBS, A, B, T, make_batch
+
+from agents import MultiTaskSAC
+from agents.architectures.care import load_task_descriptions
 from agents.networks import build_network
+from mtrl_align.config import AgentConfig, AggregationConfig, load_train_config
+from mtrl_align.config_io import ConfigError
 
 STATE = OBS - T
 
@@ -94,3 +101,141 @@ def test_soft_modules_follow_the_source_with_the_last_routing_layer_unactivated(
     handle.remove()
     assert seen["up"].abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.routing_input)
+
+
+# -- CARE -------------------------------------------------------------------------------------
+def mlp_reference(h: torch.Tensor, params, activate_last: bool = False) -> torch.Tensor:
+    params = list(params)
+    for i in range(0, len(params), 2):
+        h = linear(h, params[i], params[i + 1])
+        if i < len(params) - 2 or activate_last:
+            h = torch.relu(h)
+    return h
+
+
+def care_reference(net, obs, action, t):
+    """CARE for one task as mtrl builds it: u = ReLU(embedding) (or the projected description),
+    context = build_mlp(num_layers=2) (three linear layers), attention = build_mlp(num_layers=2)
+    on the context, encoders = FeedForward(num_layers=2) (two linear layers each)."""
+    if net.projection is None:
+        u = torch.relu(net.task_embedding[t])
+    else:
+        u = mlp_reference(torch.relu(net.task_descriptions[t]), net.projection, True)
+    context_params = list(net.context)
+    attention_params = list(net.attention)
+    assert len(context_params) == 6 and len(attention_params) == 6  # three linear layers each
+    context = mlp_reference(u, context_params)
+    alpha = torch.softmax(mlp_reference(context, attention_params), dim=-1)
+    w1, b1, w2, b2 = list(net.encoders)
+    state = obs[:, :STATE]
+    mixture = sum(
+        alpha[i] * linear(torch.relu(linear(state, w1[i], b1[i])), w2[i], b2[i])
+        for i in range(net.num_experts)
+    )
+    trunk_in = torch.cat([mixture, context.expand(B, -1), action], dim=-1)
+    h = mlp_reference(trunk_in, net.trunk, activate_last=True)
+    return linear(h, net.out_weight, net.out_bias), h
+
+
+def write_descriptions(path, names, width, seed=0, **extra):
+    g = torch.Generator().manual_seed(seed)
+    table = {name: torch.randn(width, generator=g).tolist() for name in names}
+    table.update(extra)
+    path.write_text(json.dumps(table))
+    return table
+
+
+@pytest.mark.parametrize("source", ["learned", "descriptions"])
+def test_care_follows_mtrl_context_attention_and_encoders(source, tmp_path):
+    descriptions = None
+    if source == "descriptions":
+        names = [f"task-{i}" for i in range(T)]
+        write_descriptions(tmp_path / "d.json", names, 12, other=[1.0])
+        descriptions = load_task_descriptions(tmp_path / "d.json", names)
+    net = build_network(
+        "care",
+        OBS,
+        T,
+        A,
+        [16, 16],
+        2,
+        embedding_dim=6,
+        generator=torch.Generator().manual_seed(2),
+        options={"num_experts": 3},
+        task_descriptions=descriptions,
+    )
+    obs, action = inputs(1)
+    for t in range(T):
+        out, features = net(obs, action, torch.tensor(t))
+        expected_out, expected_features = care_reference(net, obs, action, t)
+        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+
+
+def test_care_with_task_descriptions_has_no_task_specific_parameters(tmp_path):
+    names = ["reach-v3", "push-v3", "pick-place-v3"]
+    table = write_descriptions(tmp_path / "d.json", list(reversed(names)), 9, seed=3)
+    descriptions = load_task_descriptions(tmp_path / "d.json", names)
+    # rows in the order of the run's tasks, not of the file
+    assert descriptions.shape == (T, 9)
+    for i, name in enumerate(names):
+        assert descriptions[i].tolist() == pytest.approx(table[name])
+    net = build_network("care", OBS, T, A, [8], 1, embedding_dim=4, task_descriptions=descriptions)
+    params = dict(net.named_parameters())
+    assert not any(net.is_task_specific(n) for n in params)
+    assert "task_embedding" not in params
+    assert "task_descriptions" in dict(net.named_buffers())  # frozen: a buffer, no gradient
+    assert not net.task_descriptions.requires_grad
+    obs, action = inputs(2)
+    out, _ = net(obs.expand(T, B, OBS), action.expand(T, B, A), torch.arange(T))
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.projection)
+    # two tasks with the same description get the same network
+    same = descriptions.clone()
+    same[1] = same[0]
+    net = build_network("care", OBS, T, A, [8], 1, embedding_dim=4, task_descriptions=same)
+    out, _ = net(obs.expand(T, B, OBS), action.expand(T, B, A), torch.arange(T))
+    torch.testing.assert_close(out[0], out[1])
+    assert not torch.allclose(out[0], out[2])
+
+
+def test_task_description_file_errors_name_the_problem(tmp_path):
+    path = tmp_path / "d.json"
+    write_descriptions(path, ["a", "b"], 4)
+    with pytest.raises(ValueError, match=r"no description embedding for task\(s\) \['c'\]"):
+        load_task_descriptions(path, ["a", "c"])
+    path.write_text(json.dumps({"a": [1.0, 2.0], "b": [1.0]}))
+    with pytest.raises(ValueError, match="one length"):
+        load_task_descriptions(path, ["a", "b"])
+    path.write_text(json.dumps({"a": ["x"], "b": [1.0]}))
+    with pytest.raises(ValueError, match="'a' must be a non-empty list of numbers"):
+        load_task_descriptions(path, ["a", "b"])
+    path.write_text(json.dumps([[1.0]]))
+    with pytest.raises(ValueError, match="JSON object"):
+        load_task_descriptions(path, ["a"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_task_descriptions(tmp_path / "none.json", ["a"])
+    with pytest.raises(ValueError, match="only apply to variant"):
+        build_network("film", OBS, T, A, [8], 1, task_descriptions=torch.zeros(T, 4))
+
+
+def test_agent_reads_task_descriptions_and_round_trips(tmp_path):
+    names = ["t0", "t1", "t2"]
+    write_descriptions(tmp_path / "d.json", names, 5)
+    config = AgentConfig(
+        variant="care",
+        actor_hidden=[8],
+        critic_hidden=[8],
+        task_embedding_dim=4,
+        task_descriptions=str(tmp_path / "d.json"),
+    )
+    agent = MultiTaskSAC(config, AggregationConfig(), T, OBS, A, task_names=names)
+    assert not agent.update(make_batch()).skipped
+    other = MultiTaskSAC(config, AggregationConfig(), T, OBS, A, seed=4, task_names=names)
+    other.load_state_dict(agent.state_dict())
+    obs = make_batch(1).obs[:, 0]
+    assert torch.equal(agent.act(obs, deterministic=True), other.act(obs, deterministic=True))
+    with pytest.raises(ValueError, match="needs the names of the T tasks"):
+        MultiTaskSAC(config, AggregationConfig(), T, OBS, A)
+    with pytest.raises(ConfigError, match="'agent.task_descriptions' only applies to variant care"):
+        load_train_config(None, ["agent.variant=moore", "agent.task_descriptions=x.json"])

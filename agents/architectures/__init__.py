@@ -8,7 +8,8 @@ task-encoder   mlp           task_embedding       none
 multi-head     mlp           heads                none
 soft-modules   soft_modules  task_embedding       num_modules (2), num_module_layers (2),
                                                   module_hidden (256)
-care           care          task_embedding       num_experts (6 encoders)
+care           care          task_embedding       num_experts (6 encoders); frozen task
+                                                  descriptions instead of the table
 moore          moore         task_weights, heads  num_experts (4 experts)
 paco           paco          composition          num_experts (5 parameter sets)
 film           film          task_embedding       none
@@ -28,7 +29,7 @@ from functools import partial
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from agents.architectures.care import CARENetwork
 from agents.architectures.film import FiLMNetwork
@@ -74,11 +75,15 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 }
 """Variant name -> the architecture options it takes (anything else is an error)."""
 
+TAKES_TASK_DESCRIPTIONS = ("care",)
+"""Variants that can read frozen task-description embeddings instead of a learned table."""
+
 __all__ = [
     "ARCHITECTURES",
     "MLP_VARIANTS",
     "NETWORK_OPTIONS",
     "OPTIONS",
+    "TAKES_TASK_DESCRIPTIONS",
     "VARIANTS",
     "CARENetwork",
     "FiLMNetwork",
@@ -132,6 +137,7 @@ def build_network(
     generator: torch.Generator | None = None,
     options: Mapping[str, Any] | None = None,
     init: InitSpec | None = None,
+    task_descriptions: Tensor | None = None,
 ) -> nn.Module:
     """The task-conditioned network of ``variant`` (one of :data:`VARIANTS`).
 
@@ -147,6 +153,8 @@ def build_network(
         options: architecture options (:data:`OPTIONS`); a missing or None entry means the
             variant's MT10 default.
         init: initial weights (:class:`agents.initialization.InitSpec`; default PyTorch's).
+        task_descriptions: frozen per-task description embeddings [T, P] (care only,
+            :func:`agents.architectures.care.load_task_descriptions`; None: a learned table).
 
     Returns:
         A module with ``forward(obs, extra, task_index) -> (out, features)`` and
@@ -159,6 +167,13 @@ def build_network(
     options = _check_options(variant, options or {})
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim={embedding_dim} must be >= 1")
+    if task_descriptions is not None:
+        if variant not in TAKES_TASK_DESCRIPTIONS:
+            raise ValueError(
+                f"task description embeddings only apply to variant(s) "
+                f"{', '.join(TAKES_TASK_DESCRIPTIONS)}, not {variant!r}"
+            )
+        options["task_descriptions"] = task_descriptions
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     return ARCHITECTURES[variant](
         obs_dim,
