@@ -17,7 +17,7 @@ from typing import Any
 from mtrl_align.config_io import ConfigError, load_config, to_dict
 
 MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
-VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
+VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film", "film-per-unit")
 NETWORKS = ("critic", "actor")
 REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
@@ -51,13 +51,14 @@ class AgentConfig:
     """Multi-task SAC networks and their optimisation."""
 
     variant: str = "shared"
-    """Network layout: shared, task-encoder, multi-head, soft-modules, care, moore, paco or film."""
+    """Network layout: shared, task-encoder, multi-head, soft-modules, care, moore, paco, film or
+    film-per-unit."""
     actor_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of the actor MLP."""
     critic_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of each of the two critic MLPs."""
     task_embedding_dim: int = 50
-    """Size of the learned task embedding (task-encoder, care, film variants)."""
+    """Size of the learned task embedding (task-encoder, care, film, film-per-unit variants)."""
     num_experts: int | None = None
     """Experts (moore), encoders (care) or parameter sets (paco); null = MT10 default 4 / 6 / 5."""
     num_modules: int | None = None

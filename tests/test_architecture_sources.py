@@ -239,3 +239,76 @@ def test_agent_reads_task_descriptions_and_round_trips(tmp_path):
         MultiTaskSAC(config, AggregationConfig(), T, OBS, A)
     with pytest.raises(ConfigError, match="'agent.task_descriptions' only applies to variant care"):
         load_train_config(None, ["agent.variant=moore", "agent.task_descriptions=x.json"])
+
+
+# -- FiLM -------------------------------------------------------------------------------------
+def film_reference(net, obs, action, t):
+    """metaworld-algorithms' FiLMNetwork for one task: u = ReLU(embedding); a 3-layer MLP of u
+    gives 3 (gamma, beta) scalar pairs; encoder layers relu(W x + b) * gamma + beta (the last
+    one without ReLU); the SAC network reads [encoder output, u] (plus the critic's action)."""
+    u = torch.relu(net.task_embedding[t])
+    film = mlp_reference(u, net.film)
+    assert film.shape == (6,)
+    gamma, beta = film[0::2], film[1::2]
+    x = obs[:, :STATE]
+    enc = list(net.encoder)
+    assert len(enc) == 6 and enc[4].shape[0] == net.task_embedding.shape[1]
+    for layer in range(3):
+        x = linear(x, enc[2 * layer], enc[2 * layer + 1])
+        if layer < 2:
+            x = torch.relu(x)
+        x = x * gamma[layer] + beta[layer]
+    h = mlp_reference(torch.cat([x, u.expand(B, -1), action], -1), net.trunk, True)
+    return linear(h, net.out_weight, net.out_bias), h
+
+
+def test_film_follows_the_reference_scalar_modulation_of_a_small_encoder():
+    net = build_network(
+        "film",
+        OBS,
+        T,
+        A,
+        [16, 16],
+        2,
+        embedding_dim=5,
+        generator=torch.Generator().manual_seed(6),
+    )
+    obs, action = inputs(3)
+    for t in range(T):
+        out, features = net(obs, action, torch.tensor(t))
+        expected_out, expected_features = film_reference(net, obs, action, t)
+        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    # the gammas and betas are trained through the outputs
+    out, _ = net(obs.expand(T, B, OBS), action.expand(T, B, A), torch.arange(T))
+    out.sum().backward()
+    assert all(p.grad.abs().sum() > 0 for p in net.film)
+
+
+def test_film_per_unit_scales_and_shifts_every_hidden_unit():
+    net = build_network(
+        "film-per-unit",
+        OBS,
+        T,
+        A,
+        [16, 16],
+        2,
+        embedding_dim=5,
+        generator=torch.Generator().manual_seed(7),
+    )
+    with torch.no_grad():  # non-zero generator biases, so that the 1 + dgamma offset shows
+        for i in range(1, len(net.film), 2):
+            net.film[i].normal_(generator=torch.Generator().manual_seed(i))
+    obs, action = inputs(4)
+    t = 1
+    e = net.task_embedding[t]
+    h = torch.cat([obs[:, :STATE], action], -1)
+    for layer in range(2):
+        film = linear(e, net.film[2 * layer], net.film[2 * layer + 1])
+        dgamma, beta = film[:16], film[16:]
+        h = torch.relu(
+            (1 + dgamma) * linear(h, net.trunk[2 * layer], net.trunk[2 * layer + 1]) + beta
+        )
+    out, features = net(obs, action, torch.tensor(t))
+    torch.testing.assert_close(features, h, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, linear(h, net.out_weight, net.out_bias), rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ care           care          task_embedding       num_experts (6 encoders); froz
 moore          moore         task_weights, heads  num_experts (4 experts)
 paco           paco          composition          num_experts (5 parameter sets)
 film           film          task_embedding       none
+film-per-unit  film          task_embedding       none
 =============  ============  ===================  ==========================================
 
 All follow one contract: ``forward(obs, extra, task_index) -> (out, features)`` for one task
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.architectures.care import CARENetwork
-from agents.architectures.film import FiLMNetwork
+from agents.architectures.film import FiLMNetwork, PerUnitFiLMNetwork
 from agents.architectures.mlp import MLP_VARIANTS, TaskConditionedMLP
 from agents.architectures.moore import MOORENetwork
 from agents.architectures.paco import PaCoNetwork
@@ -46,6 +47,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "moore": MOORENetwork,
     "paco": PaCoNetwork,
     "film": FiLMNetwork,
+    "film-per-unit": PerUnitFiLMNetwork,
 }
 """Variant name -> network constructor ``(obs_dim, num_tasks, extra_dim, hidden, out_dim,
 embedding_dim, generator, init=..., **options)``."""
@@ -72,6 +74,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "moore": ("num_experts",),
     "paco": ("num_experts",),
     "film": (),
+    "film-per-unit": (),
 }
 """Variant name -> the architecture options it takes (anything else is an error)."""
 
@@ -89,6 +92,7 @@ __all__ = [
     "FiLMNetwork",
     "MOORENetwork",
     "PaCoNetwork",
+    "PerUnitFiLMNetwork",
     "SoftModularNetwork",
     "TaskConditionedMLP",
     "build_network",
