@@ -67,6 +67,17 @@ class AgentConfig:
     """Layers of modules of soft-modules; null = MT10 default 2."""
     module_hidden: int | None = None
     """Width of each soft-modules module and of its routing network; null = MT10 default 256."""
+    identical_init: bool | None = None
+    """paco only: start the K parameter sets of every layer identical (the authors'
+    use_identical_init); null = true (their MT10 config)."""
+    extreme_tasks: str | None = None
+    """paco only, the authors' handling of a task whose loss (critic + actor + temperature)
+    exceeds agent.extreme_loss_threshold: mask-reset (its losses count zero that update and its
+    composition vectors are reset to a random convex combination of the other tasks'), mask
+    (only the first), off; null = mask-reset (their MT10 config)."""
+    extreme_loss_threshold: float | None = None
+    """paco only: the per-task loss above which agent.extreme_tasks acts; null = 3e3 (the
+    authors' MT10 config)."""
     task_descriptions: str | None = None
     """care only: JSON file of frozen per-task description embeddings, {task name: [P numbers]}
     (mtrl's metadata format), used for CARE's context instead of a learned task table; null:
@@ -132,6 +143,12 @@ class AggregationConfig:
     loss counts w_t times everywhere: the aggregator gets w, and each task-specific parameter
     (head, embedding row) gets w_t times its own task's gradient. ``options.task_weights`` is
     the same setting (moved here when given there)."""
+    temperature_task_weights: bool = False
+    """Scale each task's critic and actor loss by s_t = T softmax(-log alpha)_t, recomputed
+    every update from the current temperatures, no gradient (Soft Modularization's and the
+    reference MT-SAC's use_task_weights): tasks the policy is still uncertain on (high alpha)
+    count less. The aggregator sees the scaled losses and rows s_t g_t, with task_weights still
+    as its pre-defined weights (uniform: direction J^T (w * s)); any method."""
 
 
 @dataclass
@@ -293,7 +310,12 @@ _NETWORK_OPTION_VARIANTS = {
     "num_modules": ("soft-modules",),
     "num_module_layers": ("soft-modules",),
     "module_hidden": ("soft-modules",),
+    "identical_init": ("paco",),
+    "extreme_tasks": ("paco",),
+    "extreme_loss_threshold": ("paco",),
+    "task_descriptions": ("care",),
 }
+EXTREME_TASK_MODES = ("mask-reset", "mask", "off")
 
 
 def validate_train_config(config: TrainConfig) -> TrainConfig:
@@ -343,17 +365,15 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         value = getattr(config.agent, key)
         if value is None:
             continue
-        _positive(f"agent.{key}", value)
+        if key == "extreme_tasks":
+            _choice("agent.extreme_tasks", value, EXTREME_TASK_MODES)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _positive(f"agent.{key}", value)
         if config.agent.variant not in variants:
             raise ConfigError(
                 f"config key 'agent.{key}' only applies to variant(s) {', '.join(variants)}; "
                 f"agent.variant is {config.agent.variant!r} (set it to null)"
             )
-    if config.agent.task_descriptions is not None and config.agent.variant != "care":
-        raise ConfigError(
-            "config key 'agent.task_descriptions' only applies to variant care; agent.variant "
-            f"is {config.agent.variant!r} (set it to null)"
-        )
     for key in ("actor_hidden", "critic_hidden"):
         widths = getattr(config.agent, key)
         if not widths or any(w <= 0 for w in widths):

@@ -237,7 +237,9 @@ def test_agent_reads_task_descriptions_and_round_trips(tmp_path):
     assert torch.equal(agent.act(obs, deterministic=True), other.act(obs, deterministic=True))
     with pytest.raises(ValueError, match="needs the names of the T tasks"):
         MultiTaskSAC(config, AggregationConfig(), T, OBS, A)
-    with pytest.raises(ConfigError, match="'agent.task_descriptions' only applies to variant care"):
+    with pytest.raises(
+        ConfigError, match=r"'agent.task_descriptions' only applies to variant\(s\) care"
+    ):
         load_train_config(None, ["agent.variant=moore", "agent.task_descriptions=x.json"])
 
 

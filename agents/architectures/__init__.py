@@ -11,7 +11,8 @@ soft-modules   soft_modules  task_embedding       num_modules (2), num_module_la
 care           care          task_embedding       num_experts (6 encoders); frozen task
                                                   descriptions instead of the table
 moore          moore         task_weights, heads  num_experts (4 experts)
-paco           paco          composition          num_experts (5 parameter sets)
+paco           paco          composition          num_experts (5 parameter sets),
+                                                  identical_init (True)
 film           film          task_embedding       none
 film-per-unit  film          task_embedding       none
 =============  ============  ===================  ==========================================
@@ -60,6 +61,7 @@ OPTION_TYPES: dict[str, type] = {
     "num_modules": int,
     "num_module_layers": int,
     "module_hidden": int,
+    "identical_init": bool,
 }
 """Architecture options (``AgentConfig`` fields of the same name; None = the variant's default)
 and their types (integers must be >= 1)."""
@@ -72,7 +74,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "soft-modules": ("num_modules", "num_module_layers", "module_hidden"),
     "care": ("num_experts",),
     "moore": ("num_experts",),
-    "paco": ("num_experts",),
+    "paco": ("num_experts", "identical_init"),
     "film": (),
     "film-per-unit": (),
 }
