@@ -1,4 +1,5 @@
-"""Network architectures (soft-modules, care, moore, paco, film) inside multi-task SAC.
+"""Network architectures (soft-modules, care, moore, paco, film, film-per-unit) inside
+multi-task SAC.
 
 Checks where gradients flow (which parameter gets gradient from which task's loss), that task
 losses stay separate, that the fused vmapped per-task gradients equal a plain autograd loop,
