@@ -32,6 +32,12 @@ def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, OBS, generator=g), torch.randn(B, A, generator=g)
 
 
+def network(variant: str, seed: int, hidden=(16, 16), **kw) -> torch.nn.Module:
+    """A critic-shaped network (extra = the action, 2 outputs) of ``variant``."""
+    generator = torch.Generator().manual_seed(seed)
+    return build_network(variant, OBS, T, A, list(hidden), 2, generator=generator, **kw)
+
+
 # -- Soft Modularization ----------------------------------------------------------------------
 def soft_modules_reference(net, obs, action, t):
     """metaworld-algorithms' SoftModularizationNetwork for one task (notes 1-5 there): the
@@ -73,16 +79,7 @@ def soft_modules_reference(net, obs, action, t):
 
 def test_soft_modules_follow_the_source_with_the_last_routing_layer_unactivated():
     options = {"num_modules": 3, "num_module_layers": 3, "module_hidden": 8}
-    net = build_network(
-        "soft-modules",
-        OBS,
-        T,
-        A,
-        [12, 12],
-        2,
-        generator=torch.Generator().manual_seed(1),
-        options=options,
-    )
+    net = network("soft-modules", 1, (12, 12), options=options)
     with torch.no_grad():  # routes far from uniform, so that every gate matters
         for i in range(0, len(net.route_out), 2):
             net.route_out[i].normal_(0.0, 2.0, generator=torch.Generator().manual_seed(i))
@@ -152,17 +149,8 @@ def test_care_follows_mtrl_context_attention_and_encoders(source, tmp_path):
         names = [f"task-{i}" for i in range(T)]
         write_descriptions(tmp_path / "d.json", names, 12, other=[1.0])
         descriptions = load_task_descriptions(tmp_path / "d.json", names)
-    net = build_network(
-        "care",
-        OBS,
-        T,
-        A,
-        [16, 16],
-        2,
-        embedding_dim=6,
-        generator=torch.Generator().manual_seed(2),
-        options={"num_experts": 3},
-        task_descriptions=descriptions,
+    net = network(
+        "care", 2, embedding_dim=6, options={"num_experts": 3}, task_descriptions=descriptions
     )
     obs, action = inputs(1)
     for t in range(T):
@@ -265,16 +253,7 @@ def film_reference(net, obs, action, t):
 
 
 def test_film_follows_the_reference_scalar_modulation_of_a_small_encoder():
-    net = build_network(
-        "film",
-        OBS,
-        T,
-        A,
-        [16, 16],
-        2,
-        embedding_dim=5,
-        generator=torch.Generator().manual_seed(6),
-    )
+    net = network("film", 6, embedding_dim=5)
     obs, action = inputs(3)
     for t in range(T):
         out, features = net(obs, action, torch.tensor(t))
@@ -288,16 +267,7 @@ def test_film_follows_the_reference_scalar_modulation_of_a_small_encoder():
 
 
 def test_film_per_unit_scales_and_shifts_every_hidden_unit():
-    net = build_network(
-        "film-per-unit",
-        OBS,
-        T,
-        A,
-        [16, 16],
-        2,
-        embedding_dim=5,
-        generator=torch.Generator().manual_seed(7),
-    )
+    net = network("film-per-unit", 7, embedding_dim=5)
     with torch.no_grad():  # non-zero generator biases, so that the 1 + dgamma offset shows
         for i in range(1, len(net.film), 2):
             net.film[i].normal_(generator=torch.Generator().manual_seed(i))

@@ -44,6 +44,7 @@ from agents.architectures.common import (
     per_sample,
     rows,
     run_mlp,
+    task_table,
 )
 from agents.initialization import InitSpec
 
@@ -133,9 +134,7 @@ class CARENetwork(TaskConditioned):
         self.num_experts = num_experts
         self.projection: nn.ParameterList | None = None
         if task_descriptions is None:
-            self.task_embedding = nn.Parameter(torch.empty(num_tasks, size))
-            with torch.no_grad():
-                self.task_embedding.normal_(0.0, 1.0, generator=generator)
+            self.task_embedding = task_table(num_tasks, size, generator)
         else:
             descriptions = torch.as_tensor(task_descriptions, dtype=torch.float32)
             if descriptions.dim() != 2 or descriptions.shape[0] != num_tasks:

@@ -30,6 +30,7 @@ __all__ = [
     "rows",
     "run_mlp",
     "task_linear",
+    "task_table",
 ]
 
 
@@ -54,6 +55,14 @@ def parameter(shape: Sequence[int], fan_in: int, generator: torch.Generator) -> 
     param = nn.Parameter(torch.empty(*shape))
     _uniform_(param, fan_in, generator)
     return param
+
+
+def task_table(num_tasks: int, size: int, generator: torch.Generator) -> nn.Parameter:
+    """A learned per-task table [T, size] drawn from N(0, 1) (task embeddings, every scheme)."""
+    table = nn.Parameter(torch.empty(num_tasks, size))
+    with torch.no_grad():
+        table.normal_(0.0, 1.0, generator=generator)
+    return table
 
 
 def linear(

@@ -45,6 +45,7 @@ from agents.architectures.common import (
     per_sample,
     rows,
     run_mlp,
+    task_table,
 )
 from agents.initialization import InitSpec, init_weight_
 
@@ -80,9 +81,7 @@ class FiLMNetwork(TaskConditioned):
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
         size = embedding_dim
-        self.task_embedding = nn.Parameter(torch.empty(num_tasks, size))
-        with torch.no_grad():
-            self.task_embedding.normal_(0.0, 1.0, generator=generator)
+        self.task_embedding = task_table(num_tasks, size, generator)
         self.film = mlp([size, size, size, 2 * ENCODER_LAYERS], generator, init=init)
         self.encoder = mlp([self.state_dim, *[size] * ENCODER_LAYERS], generator, init=init)
         self.trunk = mlp([2 * size + extra_dim, *self.hidden], generator, init=init)
@@ -136,9 +135,7 @@ class PerUnitFiLMNetwork(TaskConditioned):
         init: InitSpec | None = None,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
-        self.task_embedding = nn.Parameter(torch.empty(num_tasks, embedding_dim))
-        with torch.no_grad():
-            self.task_embedding.normal_(0.0, 1.0, generator=generator)
+        self.task_embedding = task_table(num_tasks, embedding_dim, generator)
         init = init if init is not None else InitSpec()
         self.trunk = mlp([self.state_dim + extra_dim, *self.hidden], generator, init=init)
         self.film = nn.ParameterList()

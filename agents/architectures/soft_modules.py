@@ -30,7 +30,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from agents.architectures.common import TaskConditioned, join, linear, mlp, rows, run_mlp
+from agents.architectures.common import (
+    TaskConditioned,
+    join,
+    linear,
+    mlp,
+    rows,
+    run_mlp,
+    task_table,
+)
 from agents.initialization import InitSpec
 
 DEFAULT_NUM_MODULES = 2
@@ -74,9 +82,7 @@ class SoftModularNetwork(TaskConditioned):
         width = self.hidden[-1]
         self.num_modules, self.num_module_layers, self.module_hidden = n, depth, d
         self.encoder = mlp([self.state_dim + extra_dim, *self.hidden], generator, init=init)
-        self.task_embedding = nn.Parameter(torch.empty(num_tasks, width))
-        with torch.no_grad():
-            self.task_embedding.normal_(0.0, 1.0, generator=generator)
+        self.task_embedding = task_table(num_tasks, width, generator)
         self.routing_input = mlp([width, d, d], generator, init=init)
         self.route_up = nn.ParameterList()  # W_u^l, b_u^l for l = 2..L
         self.route_out = nn.ParameterList()  # W_d^l, b_d^l for l = 1..L
