@@ -38,6 +38,18 @@ def network(variant: str, seed: int, hidden=(16, 16), **kw) -> torch.nn.Module:
     return build_network(variant, OBS, T, A, list(hidden), 2, generator=generator, **kw)
 
 
+def assert_matches_reference(net, reference, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's outputs and features equal ``reference(net, obs, action, t)`` for every
+    task t; returns the inputs used."""
+    obs, action = inputs(seed)
+    for t in range(T):
+        out, features = net(obs, action, torch.tensor(t))
+        expected_out, expected_features = reference(net, obs, action, t)
+        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    return obs, action
+
+
 # -- Soft Modularization ----------------------------------------------------------------------
 def soft_modules_reference(net, obs, action, t):
     """metaworld-algorithms' SoftModularizationNetwork for one task (notes 1-5 there): the
@@ -83,20 +95,11 @@ def test_soft_modules_follow_the_source_with_the_last_routing_layer_unactivated(
     with torch.no_grad():  # routes far from uniform, so that every gate matters
         for i in range(0, len(net.route_out), 2):
             net.route_out[i].normal_(0.0, 2.0, generator=torch.Generator().manual_seed(i))
-    obs, action = inputs()
-    for t in range(T):
-        out, features = net(obs, action, torch.tensor(t))
-        expected_out, expected_features = soft_modules_reference(net, obs, action, t)
-        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
-    # the routing input g has units of both signs (so a ReLU on g would change the gates)
-    # and every routing parameter gets gradient through the outputs
-    seen = {}
-    handle = net.route_up[0].register_hook(lambda grad: seen.setdefault("up", grad))
+    obs, action = assert_matches_reference(net, soft_modules_reference, 0)
+    # every routing parameter gets gradient through the outputs
     out, _ = net(obs, action, torch.tensor(0))
     out.sum().backward()
-    handle.remove()
-    assert seen["up"].abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.route_up)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.routing_input)
 
 
@@ -152,12 +155,7 @@ def test_care_follows_mtrl_context_attention_and_encoders(source, tmp_path):
     net = network(
         "care", 2, embedding_dim=6, options={"num_experts": 3}, task_descriptions=descriptions
     )
-    obs, action = inputs(1)
-    for t in range(T):
-        out, features = net(obs, action, torch.tensor(t))
-        expected_out, expected_features = care_reference(net, obs, action, t)
-        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    obs, action = assert_matches_reference(net, care_reference, 1)
 
 
 def test_care_with_task_descriptions_has_no_task_specific_parameters(tmp_path):
@@ -254,12 +252,7 @@ def film_reference(net, obs, action, t):
 
 def test_film_follows_the_reference_scalar_modulation_of_a_small_encoder():
     net = network("film", 6, embedding_dim=5)
-    obs, action = inputs(3)
-    for t in range(T):
-        out, features = net(obs, action, torch.tensor(t))
-        expected_out, expected_features = film_reference(net, obs, action, t)
-        torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    obs, action = assert_matches_reference(net, film_reference, 3)
     # the gammas and betas are trained through the outputs
     out, _ = net(obs.expand(T, B, OBS), action.expand(T, B, A), torch.arange(T))
     out.sum().backward()
