@@ -24,8 +24,9 @@ class TanhGaussianActor(nn.Module):
 
     Mean and log-std come from one network of ``variant`` (built by
     :func:`agents.networks.build_network`; ``options`` are its architecture options, ``init``
-    its initial weights). ``log_std_bound`` keeps the log standard deviation inside
-    [log_std_min, log_std_max] (see :func:`bound_log_std`):
+    its initial weights, ``task_descriptions`` CARE's frozen task embeddings [T, P]).
+    ``log_std_bound`` keeps the log standard deviation inside [log_std_min, log_std_max] (see
+    :func:`bound_log_std`):
 
     ``tanh``  log_std = min + (max - min) (tanh(raw) + 1) / 2: smooth, but a raw output near 0
               starts the policy at the middle of the range (log_std -9, std ~1e-4, for
@@ -47,6 +48,7 @@ class TanhGaussianActor(nn.Module):
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
         init: InitSpec | None = None,
+        task_descriptions: Tensor | None = None,
         log_std_bound: str = "tanh",
     ) -> None:
         super().__init__()
@@ -69,6 +71,7 @@ class TanhGaussianActor(nn.Module):
             generator=generator,
             options=options,
             init=init,
+            task_descriptions=task_descriptions,
         )
         self.is_task_specific = self.net.is_task_specific
 

@@ -15,7 +15,7 @@ from agents.networks import build_network
 class TwinCritic(nn.Module):
     """Two independent Q(s, a, task) networks (``q1``, ``q2``) of ``variant``, built by
     :func:`agents.networks.build_network` (``options``: its architecture options; ``init``:
-    the initial weights of both)."""
+    the initial weights of both; ``task_descriptions``: CARE's frozen task embeddings [T, P])."""
 
     def __init__(
         self,
@@ -28,6 +28,7 @@ class TwinCritic(nn.Module):
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
         init: InitSpec | None = None,
+        task_descriptions: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.q1, self.q2 = (
@@ -42,6 +43,7 @@ class TwinCritic(nn.Module):
                 generator=generator,
                 options=options,
                 init=init,
+                task_descriptions=task_descriptions,
             )
             for _ in range(2)
         )

@@ -1,4 +1,4 @@
-"""CARE, MOORE and FiLM forwards against per-sample computations written out here.
+"""CARE, MOORE, FiLM and per-unit FiLM forwards against per-sample computations written out here.
 
 Each network's parameters are redrawn at random (so no zero bias or special init hides a
 mistake), then its all-task forward [T, N, ...] and its one-task forward [N, ...] are compared
@@ -69,11 +69,13 @@ def care_by_hand(net, obs, action):
     out = torch.zeros(T, N, OUT, dtype=obs.dtype)
     features = torch.zeros(T, N, HIDDEN[-1], dtype=obs.dtype)
     for t in range(T):
-        e = p["task_embedding"][t]
-        c = torch.relu(affine(p["context.0"], p["context.1"], e))
-        c = affine(p["context.2"], p["context.3"], c)  # context, no activation at the end
+        u = torch.relu(p["task_embedding"][t])  # mtrl's TaskEncoder: Embedding, ReLU
+        c = torch.relu(affine(p["context.0"], p["context.1"], u))
+        c = torch.relu(affine(p["context.2"], p["context.3"], c))
+        c = affine(p["context.4"], p["context.5"], c)  # context, no activation at the end
         scores = torch.relu(affine(p["attention.0"], p["attention.1"], c))
-        scores = affine(p["attention.2"], p["attention.3"], scores)
+        scores = torch.relu(affine(p["attention.2"], p["attention.3"], scores))
+        scores = affine(p["attention.4"], p["attention.5"], scores)
         weights = scores.exp() / scores.exp().sum()  # softmax over the K encoders
         for n in range(N):
             s = obs[t, n, :STATE]
@@ -111,6 +113,32 @@ def moore_by_hand(net, obs, action):
 
 
 def film_by_hand(net, obs, action):
+    """The reference FiLM: a 3-layer state encoder, each layer scaled and shifted by one scalar
+    pair (gamma_l, beta_l) from an MLP of relu(embedding); the SAC MLP on [z, u, a]."""
+    p = dict(net.named_parameters())
+    out = torch.zeros(T, N, OUT, dtype=obs.dtype)
+    features = torch.zeros(T, N, HIDDEN[-1], dtype=obs.dtype)
+    for t in range(T):
+        u = torch.relu(p["task_embedding"][t])
+        f = torch.relu(affine(p["film.0"], p["film.1"], u))
+        f = torch.relu(affine(p["film.2"], p["film.3"], f))
+        f = affine(p["film.4"], p["film.5"], f)  # [gamma_1, beta_1, gamma_2, beta_2, ...]
+        for n in range(N):
+            x = obs[t, n, :STATE]
+            for layer in range(3):
+                x = affine(p[f"encoder.{2 * layer}"], p[f"encoder.{2 * layer + 1}"], x)
+                if layer < 2:
+                    x = torch.relu(x)
+                x = x * f[2 * layer] + f[2 * layer + 1]
+            h = torch.cat([x, u] + ([action[t, n]] if action is not None else []))
+            h = torch.relu(affine(p["trunk.0"], p["trunk.1"], h))
+            h = torch.relu(affine(p["trunk.2"], p["trunk.3"], h))
+            features[t, n] = h
+            out[t, n] = affine(p["out_weight"], p["out_bias"], h)
+    return out, features
+
+
+def film_per_unit_by_hand(net, obs, action):
     p = dict(net.named_parameters())
     out = torch.zeros(T, N, OUT, dtype=obs.dtype)
     features = torch.zeros(T, N, HIDDEN[-1], dtype=obs.dtype)
@@ -128,7 +156,12 @@ def film_by_hand(net, obs, action):
     return out, features
 
 
-BY_HAND = {"care": care_by_hand, "moore": moore_by_hand, "film": film_by_hand}
+BY_HAND = {
+    "care": care_by_hand,
+    "moore": moore_by_hand,
+    "film": film_by_hand,
+    "film-per-unit": film_per_unit_by_hand,
+}
 
 
 @pytest.mark.parametrize("with_action", [True, False], ids=["critic", "actor"])
