@@ -1,6 +1,6 @@
 """Multi-task SAC agents: task-conditioned networks (shared, task-encoder, multi-head,
-soft-modules, care, moore, paco, film), a tanh-Gaussian actor, twin critics, per-task
-temperatures and aggregated updates."""
+soft-modules, care, moore, paco, film, film-per-unit), a tanh-Gaussian actor, twin critics,
+per-task temperatures and aggregated updates."""
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
 from agents.critic import TwinCritic

@@ -25,8 +25,9 @@ class TanhGaussianActor(nn.Module):
 
     Mean and log-std come from one network of ``variant`` (built by
     :func:`agents.networks.build_network`; ``options`` are its architecture options, ``init``
-    its initial weights, ``trunk`` its hidden layers). ``log_std_bound`` keeps the log
-    standard deviation inside [log_std_min, log_std_max] (see :func:`bound_log_std`):
+    its initial weights, ``trunk`` its hidden layers, ``task_descriptions`` CARE's frozen task
+    embeddings [T, P]). ``log_std_bound`` keeps the log standard deviation inside
+    [log_std_min, log_std_max] (see :func:`bound_log_std`):
 
     ``tanh``  log_std = min + (max - min) (tanh(raw) + 1) / 2: smooth, but a raw output near 0
               starts the policy at the middle of the range (log_std -9, std ~1e-4, for
@@ -48,6 +49,7 @@ class TanhGaussianActor(nn.Module):
         generator: torch.Generator | None = None,
         options: Mapping[str, Any] | None = None,
         init: InitSpec | None = None,
+        task_descriptions: Tensor | None = None,
         log_std_bound: str = "tanh",
         trunk: TrunkSpec | None = None,
     ) -> None:
@@ -72,6 +74,7 @@ class TanhGaussianActor(nn.Module):
             options=options,
             init=init,
             trunk=trunk,
+            task_descriptions=task_descriptions,
         )
         self.is_task_specific = self.net.is_task_specific
 

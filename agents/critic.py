@@ -17,7 +17,8 @@ from agents.trunks import TrunkSpec
 class TwinCritic(nn.Module):
     """Two independent Q(s, a, task) networks (``q1``, ``q2``) of ``variant``, built by
     :func:`agents.networks.build_network` (``options``: its architecture options; ``init``:
-    the initial weights of both; ``trunk``: their hidden layers).
+    the initial weights of both; ``trunk``: their hidden layers; ``task_descriptions``: CARE's
+    frozen task embeddings [T, P]).
 
     With a ``support`` (:class:`agents.categorical.CategoricalSupport`) each network outputs
     K logits and its Q value is their expectation over the support; without one it outputs Q.
@@ -36,6 +37,7 @@ class TwinCritic(nn.Module):
         init: InitSpec | None = None,
         trunk: TrunkSpec | None = None,
         support: CategoricalSupport | None = None,
+        task_descriptions: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.support = support
@@ -52,6 +54,7 @@ class TwinCritic(nn.Module):
                 options=options,
                 init=init,
                 trunk=trunk,
+                task_descriptions=task_descriptions,
             )
             for _ in range(2)
         )

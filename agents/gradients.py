@@ -9,6 +9,13 @@ Three modes, fixed when the agent is built:
 Pre-defined task weights w follow one rule in every mode: the aggregator receives w (for
 ``uniform`` the direction is J^T w), and each task-specific parameter receives w_t times its
 own task's gradient.
+
+A per-update loss scale s [T] (no gradient; the temperature task weights T softmax(-log alpha)
+and PaCo's extreme-task mask, see :mod:`agents.sac`) multiplies the per-task losses before any
+of this: the network's losses become s_t L_t, so the aggregator sees the rows s_t g_t and the
+losses s_t L_t (and still w as its pre-defined weights), a task-specific parameter gets
+w_t s_t g_t, and ``sum`` mode backpropagates sum_t w_t s_t L_t. A task with s_t = 0 gives
+nothing that update.
 ``jacobian``        per-task gradients of all parameters in one fused vmapped pass
                     (:func:`mtrl_align.jacobian.task_sliced_gradients`); the shared ones form
                     J [T, n] and go through the aggregator; each task-specific parameter (head,
@@ -72,6 +79,30 @@ class NetworkStep:
     cosine: Tensor | None = None
     """[T, T] pairwise cosines of the per-task gradients of the shared parameters (the
     interference matrix; float64), computed with the stats only."""
+
+
+@dataclass
+class PendingStep:
+    """The forward part of one network's step (:meth:`NetworkGradients.begin`)."""
+
+    batch: Any
+    task_index: Tensor
+    extra: tuple
+    losses: Tensor
+    """[T] per-task losses (with their graph in ``sum`` and ``representation`` modes)."""
+    aux: Tensor
+    """[T] the loss function's auxiliary output (detached)."""
+    params: dict[str, Tensor] = field(default_factory=dict)
+    """The parameters the losses were computed with (``sum`` and ``representation`` modes)."""
+    grads: dict[str, Tensor] | None = None
+    """``jacobian`` mode: per-task gradients {name: [T, *shape]}."""
+    features: tuple[Tensor, ...] | None = None
+    """``representation`` mode: the shared representation(s) the losses were computed from."""
+
+
+def _scale_rows(rows: Tensor, scale: Tensor) -> Tensor:
+    """``rows`` [T, *shape] with row t times ``scale[t]``."""
+    return rows * scale.view(-1, *[1] * (rows.dim() - 1)).to(rows.dtype)
 
 
 def representation_jacobian(feature_grads: Sequence[Tensor]) -> Tensor:
@@ -140,12 +171,17 @@ class NetworkGradients:
             return losses.sum()
         return (self.task_weights * losses).sum()
 
-    def _weighted_task_gradients(self, grads: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Per-task gradients [T, *shape] of the task-specific parameters, row t times w_t."""
-        if self.task_weights is None:
-            return {n: grads[n] for n in self.specific_names}
+    def _weighted_task_gradients(
+        self, grads: dict[str, Tensor], scale: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Per-task gradients [T, *shape] of the task-specific parameters, row t times w_t
+        (and times the loss scale s_t when given)."""
         w = self.task_weights
-        return {n: grads[n] * w.view(-1, *[1] * (grads[n].dim() - 1)) for n in self.specific_names}
+        if scale is not None:
+            w = scale if w is None else w * scale
+        if w is None:
+            return {n: grads[n] for n in self.specific_names}
+        return {n: _scale_rows(grads[n], w) for n in self.specific_names}
 
     def per_task_gradients(
         self, batch: Any, task_index: Tensor, extra: tuple
@@ -162,7 +198,12 @@ class NetworkGradients:
 
     # ----------------------------------------------------------------------------------------
     def compute(
-        self, batch: Any, task_index: Tensor, extra: tuple = (), collect_stats: bool = False
+        self,
+        batch: Any,
+        task_index: Tensor,
+        extra: tuple = (),
+        collect_stats: bool = False,
+        loss_scale: Tensor | None = None,
     ) -> NetworkStep:
         """Write ``.grad`` of every parameter of the module (unless something is non-finite).
 
@@ -173,35 +214,78 @@ class NetworkGradients:
             collect_stats: also compute gradient stats and the [T, T] cosine matrix of the
                 shared-parameter Jacobian and collect the aggregator's diagnostics (costs one
                 extra vmapped per-task pass in sum and representation modes).
+            loss_scale: per-task factors s [T] on the losses (see the module docstring), or
+                None for ones.
         """
+        return self.finish(self.begin(batch, task_index, extra), loss_scale, collect_stats)
+
+    def begin(self, batch: Any, task_index: Tensor, extra: tuple = ()) -> PendingStep:
+        """The forward part of :meth:`compute`: the losses [T] (and, in ``jacobian`` mode, the
+        per-task gradients), before a loss scale that depends on them is chosen. Nothing is
+        written to ``.grad``; pass the result to :meth:`finish`."""
         if self.mode == "jacobian":
-            step, grads = self._compute_jacobian(batch, task_index, extra)
+            grads, losses, aux = self.per_task_gradients(batch, task_index, extra)
+            return PendingStep(batch, task_index, extra, losses, aux.detach(), grads=grads)
+        params = self._params()
+        if self.mode == "representation":
+            losses, aux, features = self.terms_fn(params, batch, task_index, *extra)
+            return PendingStep(
+                batch, task_index, extra, losses, aux.detach(), params=params, features=features
+            )
+        losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
+        return PendingStep(batch, task_index, extra, losses, aux.detach(), params=params)
+
+    def finish(
+        self,
+        pending: PendingStep,
+        loss_scale: Tensor | None = None,
+        collect_stats: bool = False,
+    ) -> NetworkStep:
+        """The rest of :meth:`compute` for a :meth:`begin` result and a loss scale s [T]."""
+        scale = None if loss_scale is None else loss_scale.detach()
+        if self.mode == "jacobian":
+            step, grads = self._compute_jacobian(pending, scale)
         elif self.mode == "representation":
-            step, grads = self._compute_representation(batch, task_index, extra)
+            step, grads = self._compute_representation(pending, scale)
         else:
-            step, grads = self._compute_sum(batch, task_index, extra)
+            step, grads = self._compute_sum(pending, scale)
         if collect_stats and step.finite:
-            self._collect_stats(step, grads, batch, task_index, extra)
+            self._collect_stats(step, grads, pending.batch, pending.task_index, pending.extra)
         return step
 
     def compute_unchecked(
-        self, batch: Any, task_index: Tensor, extra: tuple = (), collect_stats: bool = False
+        self,
+        batch: Any,
+        task_index: Tensor,
+        extra: tuple = (),
+        collect_stats: bool = False,
+        loss_scale: Tensor | None = None,
     ) -> NetworkStep:
         """``sum`` mode without finiteness checks, for the sync-free update: writes ``.grad``
         (NaN included) and reads no device value, except for the stats of ``collect_stats``.
         The returned ``finite`` is True without having been checked."""
+        pending = self.begin(batch, task_index, extra)
+        return self.finish_unchecked(pending, loss_scale, collect_stats)
+
+    def finish_unchecked(
+        self,
+        pending: PendingStep,
+        loss_scale: Tensor | None = None,
+        collect_stats: bool = False,
+    ) -> NetworkStep:
+        """:meth:`compute_unchecked` for a :meth:`begin` result and a loss scale s [T]."""
         if self.mode != "sum":
             raise RuntimeError(
                 f"the {self.name}'s {self.mode!r} gradients need host-side checks; only the "
                 "summed loss has an unchecked path"
             )
-        params = self._params()
-        losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
-        self._backward_sum(params, losses)
-        losses, aux = losses.detach(), aux.detach()
-        step = NetworkStep(losses, aux, finite=True, weights=self._sum_weights(losses))
+        scale = None if loss_scale is None else loss_scale.detach()
+        self._backward_sum(pending.params, pending.losses, scale)
+        losses = pending.losses.detach()
+        weights = self._sum_weights(losses, scale)
+        step = NetworkStep(losses, pending.aux, finite=True, weights=weights)
         if collect_stats:
-            self._collect_stats(step, None, batch, task_index, extra)
+            self._collect_stats(step, None, pending.batch, pending.task_index, pending.extra)
         return step
 
     def _collect_stats(
@@ -233,66 +317,74 @@ class NetworkGradients:
         jac = self.jacobian(grads)
         return (aggregation.gram_matrix(jac.detach()), eps) if all_finite([jac]) else (None, eps)
 
-    def _compute_sum(
-        self, batch: Any, task_index: Tensor, extra: tuple
-    ) -> tuple[NetworkStep, None]:
-        params = self._params()
-        losses, aux = self.all_task_loss_fn(params, batch, task_index, *extra)
+    def _compute_sum(self, pending: PendingStep, scale: Tensor | None) -> tuple[NetworkStep, None]:
+        losses, aux = pending.losses, pending.aux
         if not all_finite([losses.detach()]):
-            return NetworkStep(losses.detach(), aux.detach(), finite=False), None
-        self._backward_sum(params, losses)
-        weights = self._sum_weights(losses.detach())
-        return NetworkStep(losses.detach(), aux.detach(), finite=True, weights=weights), None
+            return NetworkStep(losses.detach(), aux, finite=False), None
+        self._backward_sum(pending.params, losses, scale)
+        weights = self._sum_weights(losses.detach(), scale)
+        return NetworkStep(losses.detach(), aux, finite=True, weights=weights), None
 
-    def _backward_sum(self, params: dict[str, Tensor], losses: Tensor) -> None:
-        """``.grad`` of every parameter from one backward of sum_t w_t L_t."""
+    def _backward_sum(
+        self, params: dict[str, Tensor], losses: Tensor, scale: Tensor | None = None
+    ) -> None:
+        """``.grad`` of every parameter from one backward of sum_t w_t s_t L_t."""
         names = list(params)
-        grads = torch.autograd.grad(self._weighted_sum(losses), [params[n] for n in names])
+        scaled = losses if scale is None else scale * losses
+        grads = torch.autograd.grad(self._weighted_sum(scaled), [params[n] for n in names])
         for n, g in zip(names, grads, strict=True):
             params[n].grad = g
 
-    def _sum_weights(self, losses: Tensor) -> Tensor | None:
-        """The task weights a summed-loss step reports: w (ones by default) when aggregated."""
+    def _sum_weights(self, losses: Tensor, scale: Tensor | None = None) -> Tensor | None:
+        """The task weights a summed-loss step reports when aggregated: w (ones by default),
+        times the loss scale s."""
         if self.aggregator is None:
             return None
-        return self.task_weights if self.task_weights is not None else torch.ones_like(losses)
+        weights = self.task_weights if self.task_weights is not None else torch.ones_like(losses)
+        return weights if scale is None else weights * scale
 
     def _compute_jacobian(
-        self, batch: Any, task_index: Tensor, extra: tuple
+        self, pending: PendingStep, scale: Tensor | None
     ) -> tuple[NetworkStep, dict[str, Tensor]]:
-        assert self.aggregator is not None
-        grads, losses, aux = self.per_task_gradients(batch, task_index, extra)
+        assert self.aggregator is not None and pending.grads is not None
+        grads, losses, aux = pending.grads, pending.losses, pending.aux
         if not all_finite([losses, *grads.values()]):
-            return NetworkStep(losses, aux.detach(), finite=False), grads
+            return NetworkStep(losses, aux, finite=False), grads
         params = self._params()
+        if scale is None:
+            shared, scaled_losses = grads, losses
+        else:
+            shared = {n: _scale_rows(grads[n], scale) for n in self.shared_names}
+            scaled_losses = scale * losses
         try:
             write_aggregated_gradients(
                 self.aggregator,
-                grads,
+                shared,
                 {n: params[n] for n in self.shared_names},
-                losses,
+                scaled_losses,
                 self.task_weights,
             )
         except NonFiniteDirectionError:
-            return NetworkStep(losses, aux.detach(), finite=False), grads
+            return NetworkStep(losses, aux, finite=False), grads
         if self.specific_names:
             write_task_specific_gradients(
-                self._weighted_task_gradients(grads),
+                self._weighted_task_gradients(grads, scale),
                 {n: params[n] for n in self.specific_names},
             )
         return (
-            NetworkStep(losses, aux.detach(), finite=True, weights=self.aggregator.last_weights),
+            NetworkStep(losses, aux, finite=True, weights=self.aggregator.last_weights),
             grads,
         )
 
     def _compute_representation(
-        self, batch: Any, task_index: Tensor, extra: tuple
+        self, pending: PendingStep, scale: Tensor | None
     ) -> tuple[NetworkStep, None]:
-        assert self.aggregator is not None
-        params = self._params()
-        losses, aux, features = self.terms_fn(params, batch, task_index, *extra)
-        if not all_finite([losses.detach()]):
-            return NetworkStep(losses.detach(), aux.detach(), finite=False), None
+        assert self.aggregator is not None and pending.features is not None
+        params, features, aux = pending.params, pending.features, pending.aux
+        raw = pending.losses
+        if not all_finite([raw.detach()]):
+            return NetworkStep(raw.detach(), aux, finite=False), None
+        losses = raw if scale is None else scale * raw
         specific = [params[n] for n in self.specific_names]
         if self.task_weights is None or not specific:
             first = torch.autograd.grad(losses.sum(), [*features, *specific], retain_graph=True)
@@ -303,13 +395,13 @@ class NetworkGradients:
                 self._weighted_sum(losses), specific, retain_graph=True
             )
         if not all_finite([*feature_grads, *specific_grads]):
-            return NetworkStep(losses.detach(), aux.detach(), finite=False), None
+            return NetworkStep(raw.detach(), aux, finite=False), None
         try:
             self.aggregator(
                 representation_jacobian(feature_grads), losses.detach(), self.task_weights
             )
         except NonFiniteDirectionError:
-            return NetworkStep(losses.detach(), aux.detach(), finite=False), None
+            return NetworkStep(raw.detach(), aux, finite=False), None
         alpha = self.aggregator.last_weights
         if alpha is None:
             raise RuntimeError(
@@ -322,4 +414,4 @@ class NetworkGradients:
             p.grad = g
         for p, g in zip(specific, specific_grads, strict=True):
             p.grad = g
-        return NetworkStep(losses.detach(), aux.detach(), finite=True, weights=alpha), None
+        return NetworkStep(raw.detach(), aux, finite=True, weights=alpha), None

@@ -10,6 +10,21 @@ One update (all from the same pre-update parameters):
    counted; otherwise optional gradient clipping, one Adam step per network, Polyak update of
    the target critics.
 
+Two per-task loss scales s [T] (no gradient) can multiply the critic's and the actor's losses
+before their gradients are formed (see :mod:`agents.gradients` for what the aggregator and the
+task-specific parameters then get):
+
+* ``aggregation.temperature_task_weights``: s = T softmax(-log alpha) from the temperatures of
+  this update (before their step), as Soft Modularization and the reference MT-SAC
+  (``use_task_weights``); the temperature losses are not scaled;
+* PaCo's extreme tasks (``agent.extreme_tasks``, paco only): a task whose critic + actor +
+  temperature loss exceeds ``agent.extreme_loss_threshold`` gets s_t = 0 for all three losses
+  (the authors' ``mask_extreme_task``) and, with ``mask-reset``, after the step its composition
+  vector in the actor and both critics (and the target critics) becomes a random convex
+  combination of the other tasks' (``reset_task_while_extreme``, rule ``interpolate``).
+
+Both multiply; with neither, the update is exactly the plain one.
+
 A skipped update changes nothing that learns: weights, optimiser moments, temperatures and
 every aggregator's state (GradNorm's weights, DWA's loss history, uncertainty's s, Nash-MTL's
 warm start, GradVac's EMA, the random streams of PCGrad / RLW / GradDrop) are what they were
@@ -26,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +50,11 @@ import torch
 from torch import Tensor
 
 from agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from agents.architectures.care import load_task_descriptions
+from agents.architectures.paco import PaCoNetwork, convex_mixtures, reset_compositions
 from agents.categorical import CategoricalSupport
 from agents.critic import TwinCritic
-from agents.gradients import NetworkGradients, NetworkStep, all_finite
+from agents.gradients import NetworkGradients, NetworkStep, PendingStep, all_finite
 from agents.initialization import InitSpec
 from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
 from agents.networks import network_options
@@ -50,6 +68,11 @@ from mtrl_align.config import (
     summed_loss_only,
 )
 
+DEFAULT_EXTREME_TASKS = "mask-reset"
+"""PaCo's extreme-task handling when ``agent.extreme_tasks`` is null (the authors' MT10)."""
+DEFAULT_EXTREME_LOSS_THRESHOLD = 3e3
+"""PaCo's extreme-loss threshold when ``agent.extreme_loss_threshold`` is null."""
+
 
 @dataclass
 class UpdateResult:
@@ -59,7 +82,9 @@ class UpdateResult:
     """True when a NaN/inf loss or gradient made the update skip (no weight changed); on the
     sync-free path a 0-dim bool tensor on the device (``bool()`` it only when needed)."""
     metrics: dict[str, Tensor] = field(default_factory=dict)
-    """Per-task tensors [T]: critic_loss, actor_loss, alpha_loss, alpha, mean_q, log_prob."""
+    """Per-task tensors [T]: critic_loss, actor_loss, alpha_loss, alpha, mean_q, log_prob;
+    loss_scale (the s applied) when a loss scale is on; extreme_task_count (PaCo's masked
+    updates per task so far) when extreme tasks are handled."""
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per network: gradient stats and aggregator diagnostics (when requested)."""
     weights: dict[str, Tensor] = field(default_factory=dict)
@@ -115,6 +140,8 @@ class MultiTaskSAC:
             device value; see :mod:`agents.sync_free`). Only for methods whose networks all
             use the summed loss (``uniform``, or nothing aggregated): the aggregators run
             host-side logic. ``train.sync_free`` picks it.
+        task_names: the T task names in training order; needed to read
+            ``config.task_descriptions`` (CARE's frozen description embeddings).
     """
 
     def __init__(
@@ -128,6 +155,7 @@ class MultiTaskSAC:
         seed: int = 0,
         compile: bool = False,
         sync_free: bool = False,
+        task_names: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         self.num_tasks = num_tasks
@@ -135,6 +163,14 @@ class MultiTaskSAC:
         self.action_dim = action_dim
         self.device = torch.device(device)
         init_generator = torch.Generator().manual_seed(seed)
+        descriptions = None
+        if config.task_descriptions is not None:
+            if task_names is None or len(task_names) != num_tasks:
+                raise ValueError(
+                    "agent.task_descriptions needs the names of the T tasks "
+                    f"(task_names={task_names!r}, num_tasks={num_tasks})"
+                )
+            descriptions = load_task_descriptions(config.task_descriptions, task_names)
         self.actor = TanhGaussianActor(
             config.variant,
             obs_dim,
@@ -147,6 +183,7 @@ class MultiTaskSAC:
             generator=init_generator,
             options=network_options(config),
             init=InitSpec(config.init, config.actor_head_init),
+            task_descriptions=descriptions,
             log_std_bound=config.log_std_bound,
             trunk=trunk_spec(config, "actor"),
         ).to(self.device)
@@ -162,6 +199,7 @@ class MultiTaskSAC:
             init=InitSpec(config.init, config.critic_head_init),
             trunk=trunk_spec(config, "critic"),
             support=critic_support(config),
+            task_descriptions=descriptions,
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(
@@ -194,6 +232,20 @@ class MultiTaskSAC:
                 aggregation_config.task_weights, dtype=torch.float32, device=self.device
             )
         self.method = aggregation_config.method
+        self.temperature_task_weights = bool(aggregation_config.temperature_task_weights)
+        self.extreme_tasks = "off"
+        self.extreme_loss_threshold = DEFAULT_EXTREME_LOSS_THRESHOLD
+        if config.variant == "paco":
+            self.extreme_tasks = config.extreme_tasks or DEFAULT_EXTREME_TASKS
+            if config.extreme_loss_threshold is not None:
+                self.extreme_loss_threshold = float(config.extreme_loss_threshold)
+        elif config.extreme_tasks not in (None, "off"):
+            raise ValueError(
+                f"agent.extreme_tasks={config.extreme_tasks!r} needs variant paco (it resets "
+                f"composition vectors), not {config.variant!r}"
+            )
+        self.extreme_task_counts = torch.zeros(num_tasks, dtype=torch.int64, device=self.device)
+        self.reset_generator = torch.Generator(device=self.device).manual_seed(seed + 3)
         self.aggregators: dict[str, aggregation.Aggregator] = {
             network: aggregation.make_seeded(
                 self.method, seed, network, **aggregation_config.options
@@ -338,13 +390,19 @@ class MultiTaskSAC:
 
         self._zero_grads()
         snapshot = self._aggregator_snapshot()
-        critic_step: NetworkStep = self.gradients["critic"].compute(
-            critic_batch, self.task_index, (), collect_stats
+        critic_pending = self.gradients["critic"].begin(critic_batch, self.task_index, ())
+        actor_pending = self.gradients["actor"].begin(
+            actor_batch, self.task_index, (critic_params,)
         )
-        actor_step: NetworkStep = self.gradients["actor"].compute(
-            actor_batch, self.task_index, (critic_params,), collect_stats
+        alpha_losses = temperature_losses(self.log_alpha, actor_pending.aux, self.target_entropy)
+        scale, extreme = self._loss_scale(critic_pending, actor_pending, alpha_losses)
+        critic_step: NetworkStep = self.gradients["critic"].finish(
+            critic_pending, scale, collect_stats
         )
-        metrics = self._temperature_step(critic_step, actor_step, alpha)
+        actor_step: NetworkStep = self.gradients["actor"].finish(
+            actor_pending, scale, collect_stats
+        )
+        metrics = self._temperature_step(critic_step, actor_step, alpha, alpha_losses, extreme)
         finite = critic_step.finite and actor_step.finite and self._grads_finite()
         if not finite:
             self._zero_grads()
@@ -361,6 +419,7 @@ class MultiTaskSAC:
         self.num_updates += 1
         if self.num_updates % self.config.target_update_every == 0:
             self._update_targets()
+        self._handle_extreme_tasks(extreme, None, metrics, scale)
         return self._result(False, metrics, critic_step, actor_step)
 
     def _loss_inputs(self, batch: Any) -> tuple[Tensor, CriticBatch, ActorBatch, dict[str, Tensor]]:
@@ -373,12 +432,65 @@ class MultiTaskSAC:
         critic_params = {n: p.detach() for n, p in self.critic.named_parameters()}
         return alpha, critic_batch, actor_batch, critic_params
 
+    def _loss_scale(
+        self, critic: PendingStep, actor: PendingStep, alpha_losses: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``(s [T] or None, extreme [T] bool or None)``: the critic's and actor's loss scale
+        of this update (module docstring) and PaCo's extreme tasks. Device-side only."""
+        scale = None
+        if self.temperature_task_weights:
+            scale = self.num_tasks * torch.softmax(-self.log_alpha.detach(), dim=0)
+        extreme = None
+        if self.extreme_tasks != "off":
+            total = critic.losses.detach() + actor.losses.detach() + alpha_losses.detach()
+            extreme = total > self.extreme_loss_threshold  # NaN: False (the skip handles it)
+            keep = (~extreme).to(total.dtype)
+            scale = keep if scale is None else scale * keep
+        return scale, extreme
+
+    def _handle_extreme_tasks(
+        self,
+        extreme: Tensor | None,
+        applied: Tensor | None,
+        metrics: dict[str, Tensor],
+        scale: Tensor | None,
+    ) -> None:
+        """After an applied update: count the masked tasks and (``mask-reset``) reset their
+        composition vectors; ``applied`` is the sync-free path's device flag (None: applied)."""
+        if scale is not None:
+            metrics["loss_scale"] = scale
+        if extreme is None:
+            return
+        if applied is not None:
+            extreme = extreme & applied
+        self.extreme_task_counts += extreme.to(torch.int64)
+        metrics["extreme_task_count"] = self.extreme_task_counts.clone()
+        if self.extreme_tasks == "mask-reset":
+            draws = torch.rand(
+                (self.num_tasks, self.num_tasks),
+                generator=self.reset_generator,
+                device=self.device,
+            )
+            reset_compositions(self._paco_pairs(), convex_mixtures(extreme, draws))
+
+    def _paco_pairs(self) -> list[tuple[PaCoNetwork, PaCoNetwork | None]]:
+        """(online, target) PaCo networks: the actor's (no target) and both critics'."""
+        pairs: list[tuple[PaCoNetwork, PaCoNetwork | None]] = [(self.actor.net, None)]
+        pairs += [(getattr(self.critic, q), getattr(self.critic_target, q)) for q in ("q1", "q2")]
+        return pairs
+
     def _temperature_step(
-        self, critic_step: NetworkStep, actor_step: NetworkStep, alpha: Tensor
+        self,
+        critic_step: NetworkStep,
+        actor_step: NetworkStep,
+        alpha: Tensor,
+        alpha_losses: Tensor,
+        extreme: Tensor | None,
     ) -> dict[str, Tensor]:
-        """Write log_alpha's gradient; return the update's per-task metrics [T]."""
-        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
-        (self.log_alpha.grad,) = torch.autograd.grad(alpha_losses.sum(), [self.log_alpha])
+        """Write log_alpha's gradient from the temperature losses [T] (a task in ``extreme``
+        [T] gets none); return the update's per-task metrics [T]."""
+        masked = alpha_losses if extreme is None else alpha_losses * (~extreme).to(alpha.dtype)
+        (self.log_alpha.grad,) = torch.autograd.grad(masked.sum(), [self.log_alpha])
         return {
             "critic_loss": critic_step.losses,
             "actor_loss": actor_step.losses,
@@ -413,13 +525,17 @@ class MultiTaskSAC:
         every state change (same results as the per-update path up to float rounding)."""
         alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
         self._zero_grads()
-        critic_step = self.gradients["critic"].compute_unchecked(
-            critic_batch, self.task_index, (), collect_stats
+        critic_pending = self.gradients["critic"].begin(critic_batch, self.task_index, ())
+        actor_pending = self.gradients["actor"].begin(
+            actor_batch, self.task_index, (critic_params,)
         )
-        actor_step = self.gradients["actor"].compute_unchecked(
-            actor_batch, self.task_index, (critic_params,), collect_stats
+        alpha_losses = temperature_losses(self.log_alpha, actor_pending.aux, self.target_entropy)
+        scale, extreme = self._loss_scale(critic_pending, actor_pending, alpha_losses)
+        critic_step = self.gradients["critic"].finish_unchecked(
+            critic_pending, scale, collect_stats
         )
-        metrics = self._temperature_step(critic_step, actor_step, alpha)
+        actor_step = self.gradients["actor"].finish_unchecked(actor_pending, scale, collect_stats)
+        metrics = self._temperature_step(critic_step, actor_step, alpha, alpha_losses, extreme)
         grads = [p.grad for m in (self.critic, self.actor) for p in m.parameters()]
         ok = finite_flag([critic_step.losses, actor_step.losses, *grads, self.log_alpha.grad])
         self._clip_gradients()  # a clipped NaN stays NaN and is masked below
@@ -439,6 +555,7 @@ class MultiTaskSAC:
             list(self.critic.parameters()),
             due.to(torch.float32) * self.config.tau,
         )
+        self._handle_extreme_tasks(extreme, ok, metrics, scale)
         return self._result(~ok, metrics, critic_step, actor_step)
 
     def clip_norms(self) -> dict[str, float] | None:
@@ -519,6 +636,8 @@ class MultiTaskSAC:
             "nonfinite_skips": self.nonfinite_skips,
             "consecutive_nonfinite": self.consecutive_nonfinite,
             "update_calls": self.update_calls,
+            "extreme_task_counts": self.extreme_task_counts.clone(),
+            "reset_generator": self.reset_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -552,3 +671,8 @@ class MultiTaskSAC:
         self.consecutive_nonfinite = int(state["consecutive_nonfinite"])
         # Checkpoints written before update_calls existed: every call was applied or skipped.
         self.update_calls = int(state.get("update_calls", self.num_updates + self.nonfinite_skips))
+        # Checkpoints written before PaCo's extreme-task handling existed have neither.
+        if "extreme_task_counts" in state:
+            self.extreme_task_counts.copy_(state["extreme_task_counts"])
+        if "reset_generator" in state:
+            self.reset_generator.set_state(state["reset_generator"].cpu())

@@ -17,7 +17,7 @@ from typing import Any
 from mtrl_align.config_io import ConfigError, load_config, to_dict
 
 MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
-VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
+VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film", "film-per-unit")
 NETWORKS = ("critic", "actor")
 REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
@@ -53,13 +53,14 @@ class AgentConfig:
     """Multi-task SAC networks and their optimisation."""
 
     variant: str = "shared"
-    """Network layout: shared, task-encoder, multi-head, soft-modules, care, moore, paco or film."""
+    """Network layout: shared, task-encoder, multi-head, soft-modules, care, moore, paco, film or
+    film-per-unit."""
     actor_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of the actor MLP."""
     critic_hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     """Hidden layer widths of each of the two critic MLPs."""
     task_embedding_dim: int = 50
-    """Size of the learned task embedding (task-encoder, care, film variants)."""
+    """Size of the learned task embedding (task-encoder, care, film, film-per-unit variants)."""
     num_experts: int | None = None
     """Experts (moore), encoders (care) or parameter sets (paco); null = MT10 default 4 / 6 / 5."""
     num_modules: int | None = None
@@ -68,6 +69,21 @@ class AgentConfig:
     """Layers of modules of soft-modules; null = MT10 default 2."""
     module_hidden: int | None = None
     """Width of each soft-modules module and of its routing network; null = MT10 default 256."""
+    identical_init: bool | None = None
+    """paco only: start the K parameter sets of every layer identical (the authors'
+    use_identical_init); null = true (their MT10 config)."""
+    extreme_tasks: str | None = None
+    """paco only, the authors' handling of a task whose loss (critic + actor + temperature)
+    exceeds agent.extreme_loss_threshold: mask-reset (its losses count zero that update and its
+    composition vectors are reset to a random convex combination of the other tasks'), mask
+    (only the first), off; null = mask-reset (their MT10 config)."""
+    extreme_loss_threshold: float | None = None
+    """paco only: the per-task loss above which agent.extreme_tasks acts; null = 3e3 (the
+    authors' MT10 config)."""
+    task_descriptions: str | None = None
+    """care only: JSON file of frozen per-task description embeddings, {task name: [P numbers]}
+    (mtrl's metadata format), used for CARE's context instead of a learned task table; null:
+    the learned table."""
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
@@ -158,6 +174,12 @@ class AggregationConfig:
     loss counts w_t times everywhere: the aggregator gets w, and each task-specific parameter
     (head, embedding row) gets w_t times its own task's gradient. ``options.task_weights`` is
     the same setting (moved here when given there)."""
+    temperature_task_weights: bool = False
+    """Scale each task's critic and actor loss by s_t = T softmax(-log alpha)_t, recomputed
+    every update from the current temperatures, no gradient (Soft Modularization's and the
+    reference MT-SAC's use_task_weights): tasks the policy is still uncertain on (high alpha)
+    count less. The aggregator sees the scaled losses and rows s_t g_t, with task_weights still
+    as its pre-defined weights (uniform: direction J^T (w * s)); any method."""
 
 
 @dataclass
@@ -319,7 +341,12 @@ _NETWORK_OPTION_VARIANTS = {
     "num_modules": ("soft-modules",),
     "num_module_layers": ("soft-modules",),
     "module_hidden": ("soft-modules",),
+    "identical_init": ("paco",),
+    "extreme_tasks": ("paco",),
+    "extreme_loss_threshold": ("paco",),
+    "task_descriptions": ("care",),
 }
+EXTREME_TASK_MODES = ("mask-reset", "mask", "off")
 
 
 def _validate_efficient_critic(agent: AgentConfig) -> None:
@@ -405,7 +432,10 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         value = getattr(config.agent, key)
         if value is None:
             continue
-        _positive(f"agent.{key}", value)
+        if key == "extreme_tasks":
+            _choice("agent.extreme_tasks", value, EXTREME_TASK_MODES)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _positive(f"agent.{key}", value)
         if config.agent.variant not in variants:
             raise ConfigError(
                 f"config key 'agent.{key}' only applies to variant(s) {', '.join(variants)}; "
@@ -437,17 +467,6 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         if getattr(config.agent, key) is not None:
             _positive(f"agent.{key}", getattr(config.agent, key))
     _positive("agent.adam_eps", config.agent.adam_eps)
-    custom_init = (
-        config.agent.init != "torch"
-        or config.agent.actor_head_init is not None
-        or config.agent.critic_head_init is not None
-    )
-    if custom_init and config.agent.variant not in MLP_VARIANTS:
-        raise ConfigError(
-            f"agent.init={config.agent.init} / actor_head_init / critic_head_init are only "
-            f"implemented for agent.variant in {', '.join(MLP_VARIANTS)}, not "
-            f"{config.agent.variant!r}; use agent.init=torch and null head inits"
-        )
     _positive("agent.target_update_every", config.agent.target_update_every)
     _validate_efficient_critic(config.agent)
     methods = aggregation.available()

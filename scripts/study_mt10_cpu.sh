@@ -3,7 +3,7 @@
 #   1. restore the runs archived in git (docs/results/mt10_cpu_study/runs/) into
 #      runs/sweeps/mt10_cpu_study/, so the sweeps skip them;
 #   2. sweep uniform (MT-SAC), Aligned-MTL, PCGrad, CAGrad (c = 0.9), Nash-MTL x seeds 0..4 on
-#      configs/mt10_cpu_study.yaml (runs/sweeps/mt10_cpu_study/shared), then multi-head
+#      configs/mt10_cpu_study_v1.yaml (runs/sweeps/mt10_cpu_study/shared), then multi-head
 #      uniform (MH-SAC, agent.variant=multi-head) x seeds 0..4 (.../multi-head);
 #   3. archive every finished run (config.yaml, eval.jsonl, status.json, scalars.jsonl; no
 #      checkpoints, no TensorBoard) into docs/results/mt10_cpu_study/runs/;
@@ -16,7 +16,7 @@
 # Nothing is committed: commit docs/results/ yourself (git add docs/results/mt10_cpu_study*).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-CONFIG=configs/mt10_cpu_study.yaml
+CONFIG=configs/mt10_cpu_study_v1.yaml
 SWEEPS=runs/sweeps/mt10_cpu_study
 RESULTS=docs/results/mt10_cpu_study
 ARCHIVE=$RESULTS/runs

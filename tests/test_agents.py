@@ -156,19 +156,23 @@ def test_actor_and_critic_gradients_stay_in_their_network():
 
 
 def test_temperature_gradient_is_per_task():
+    """Through ``agent.update``: log_alpha_t's gradient is -(mean log pi_t + target entropy),
+    Adam moves each log_alpha_t against its own gradient, and another batch for task 1 changes
+    task 1's entry only."""
+    batch = make_batch()
     agent = make_agent()
-    agent.update(make_batch())
-    log_alpha = agent.log_alpha.detach().clone().requires_grad_(True)
-    log_prob = torch.tensor([0.3, -1.0, 2.0])
-    from agents.losses import temperature_losses
-
-    losses = temperature_losses(log_alpha, log_prob, agent.target_entropy)
-    for t in range(T):
-        (g,) = torch.autograd.grad(losses[t], [log_alpha], retain_graph=True)
-        expected = torch.zeros(T)
-        expected[t] = -(log_prob[t] + agent.target_entropy)
-        torch.testing.assert_close(g, expected)
+    before = agent.log_alpha.detach().clone()
+    result = agent.update(batch)
+    grad = agent.log_alpha.grad.clone()
     assert agent.target_entropy == -A
+    torch.testing.assert_close(grad, -(result.metrics["log_prob"] + agent.target_entropy))
+    moved = agent.log_alpha.detach() - before
+    assert torch.equal(torch.sign(moved), -torch.sign(grad)) and (moved != 0).all()
+    changed = batch._replace(obs=batch.obs.clone().index_fill_(0, torch.tensor([1]), 0.3))
+    other = make_agent()  # same seed: same weights and policy noise
+    other.update(changed)
+    assert other.log_alpha.grad[1] != grad[1]
+    assert torch.equal(other.log_alpha.grad[[0, 2]], grad[[0, 2]])
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():

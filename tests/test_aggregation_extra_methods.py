@@ -229,6 +229,22 @@ def test_one_task(name):
         assert cos == pytest.approx(1.0), name  # the only task's own direction
 
 
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+@pytest.mark.parametrize("degenerate", ["zero", "opposite"])
+def test_fairgrad_problems_without_a_solution_still_fail(alpha, degenerate):
+    """No weight cap: the relative residual of each task's equation tells a run-away from a
+    solution (for alpha < 1 the scale-free test alone would accept w_1 -> infinity)."""
+    J = random_jacobian(3, 10, torch.float64)
+    if degenerate == "zero":
+        J[1] = 0.0
+    else:
+        J[2] = -J[1]
+    agg = aggregation.make("fairgrad", alpha=alpha)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        d = agg(J)
+    assert agg.stats["solver_failures"] == 1 and bool(torch.isfinite(d).all())
+
+
 def test_fairgrad_failure_is_counted_and_warned_never_stale():
     J = random_jacobian(3, 10, torch.float64)
     J[1] = 0.0  # no minimiser: w_1 -> infinity

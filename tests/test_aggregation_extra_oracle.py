@@ -12,6 +12,7 @@ torchjd's docs pass J_1 J_2^T of two batches.
 from __future__ import annotations
 
 import math
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -97,6 +98,74 @@ def test_fairgrad_matches_torchjd(T, n, dtype, alpha):
     w = agg.last_weights.double()
     torch.testing.assert_close(G @ w, w ** (-1.0 / alpha), rtol=1e-4, atol=0)
     assert agg.stats["solver_failures"] == 0
+
+
+def fairgrad_oracle(G: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """FairGrad's weights by scipy, written from the paper's definition: minimise the convex
+    potential F(w) = 1/2 w^T G w - sum_i c_i h(w_i) (c = p^(1/alpha), h' = w^(-1/alpha)) in log
+    space w = exp(v) with scipy's trust-region solver, then polish the stationarity equations in
+    their scale-free log form log(G w)_i + v_i / alpha - log c_i = 0 with MINPACK's hybrid root
+    finder (each equation relative to its own size, whatever the task's gradient scale)."""
+    from scipy import optimize
+
+    k, c = 1.0 / alpha, p ** (1.0 / alpha)
+
+    def potential(v):
+        w = np.exp(v)
+        h = np.log(w) if alpha == 1.0 else w ** (1 - k) / (1 - k)
+        return 0.5 * w @ G @ w - c @ h
+
+    def gradient(v):
+        w = np.exp(v)
+        return w * (G @ w - c * w**-k)
+
+    def hessian(v):
+        w = np.exp(v)
+        return np.outer(w, w) * G + np.diag(k * c * w ** (1 - k) + gradient(v))
+
+    start = optimize.minimize(
+        potential,
+        np.zeros(len(p)),
+        jac=gradient,
+        hess=hessian,
+        method="trust-exact",
+        options={"gtol": 1e-12, "maxiter": 5000},
+    ).x
+
+    def equations(v):
+        return np.log(G @ np.exp(v)) + k * v - np.log(c)
+
+    def jacobian(v):
+        w = np.exp(v)
+        return G * w[None, :] / (G @ w)[:, None] + k * np.eye(len(v))
+
+    root = optimize.root(equations, start, jac=jacobian, method="hybr", options={"xtol": 1e-15})
+    assert np.abs(equations(root.x)).max() < 1e-6  # each equation to 1e-6 of its size
+    return np.exp(root.x)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize(
+    "scales",
+    [
+        [1e-6, 1.0, 1.0],  # the issue's cases: one task's gradient ~1e-6 of the others' ...
+        [2e-5, 1.0, 1.0],  # ... or ~2e-5 (at alpha = 5), where a fixed weight cap rejected it
+        [1e-6, 1e-2, 1.0, 1e3],
+        [1e-6, 1e-3, 1.0, 10.0, 1e3],
+    ],
+)
+def test_fairgrad_matches_a_scipy_oracle_on_badly_scaled_rows(scales, alpha):
+    g = np.random.default_rng(len(scales))
+    J = g.standard_normal((len(scales), 30)) * np.array(scales)[:, None]
+    w_oracle = fairgrad_oracle(J @ J.T, np.ones(len(scales)), alpha)
+    agg = aggregation.make("fairgrad", alpha=alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback, no warning: the solution exists
+        d = agg(torch.tensor(J)).numpy()
+    assert agg.stats["solver_failures"] == 0
+    d_oracle = J.T @ w_oracle
+    assert np.linalg.norm(d - d_oracle) <= 1e-7 * np.linalg.norm(d_oracle)
+    np.testing.assert_allclose(agg.last_weights.numpy(), w_oracle, rtol=1e-5)
 
 
 def test_fairgrad_alpha_zero_is_linear_scalarisation():

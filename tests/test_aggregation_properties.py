@@ -205,3 +205,30 @@ def test_gradient_stats_against_direct_formulas():
     assert aggregation.gradient_stats_from_gram(agg.last_gram) == pytest.approx(stats)
     J[2] = J[0] + J[1]
     assert aggregation.gradient_stats(J)["kappa"] == math.inf
+
+
+# ------------------------------------------------------------------ task weights keep J's dtype
+WEIGHTS = [0.1, 0.3, 0.7]  # none of them is exact in float32
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in aggregation.available() if aggregation.aggregator_class(n).accepts_weights]
+)
+def test_task_weights_from_a_list_keep_the_float64_values(name):
+    """A list, at construction or per call, gives the same result as the float64 tensor of
+    the same numbers on a float64 J (no detour through float32)."""
+    J = random_jacobian(3, 12, torch.float64)
+    losses = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    exact = torch.tensor(WEIGHTS, dtype=torch.float64)
+    reference = aggregation.make(name, task_weights=exact)(J, losses=losses)
+    from_list = aggregation.make(name, task_weights=WEIGHTS)(J, losses=losses)
+    per_call = aggregation.make(name)(J, losses=losses, weights=WEIGHTS)
+    torch.testing.assert_close(from_list, reference, rtol=1e-12, atol=0)
+    torch.testing.assert_close(per_call, reference, rtol=1e-12, atol=0)
+
+
+def test_uniform_with_list_weights_is_the_float64_weighted_sum():
+    J = random_jacobian(3, 12, torch.float64)
+    expected = sum(w * J[i] for i, w in enumerate(WEIGHTS))  # Python floats, float64 rows
+    d = aggregation.make("uniform", task_weights=WEIGHTS)(J)
+    torch.testing.assert_close(d, expected, rtol=1e-15, atol=1e-15)

@@ -1,4 +1,5 @@
-"""Network architectures (soft-modules, care, moore, paco, film) inside multi-task SAC.
+"""Network architectures (soft-modules, care, moore, paco, film, film-per-unit) inside
+multi-task SAC.
 
 Checks where gradients flow (which parameter gets gradient from which task's loss), that task
 losses stay separate, that the fused vmapped per-task gradients equal a plain autograd loop,
@@ -22,13 +23,14 @@ from agents.networks import MLP_VARIANTS, VARIANTS, build_network
 from mtrl_align.config import AgentConfig, AggregationConfig, load_train_config
 from mtrl_align.config_io import ConfigError
 
-NEW = ("soft-modules", "care", "moore", "paco", "film")
+NEW = ("soft-modules", "care", "moore", "paco", "film", "film-per-unit")
 SPECIFIC = {
     "soft-modules": {"task_embedding"},
     "care": {"task_embedding"},
     "moore": {"task_weights", "heads.weight", "heads.bias"},
     "paco": {"composition"},
     "film": {"task_embedding"},
+    "film-per-unit": {"task_embedding"},
 }
 SMALL = {  # small non-default options: three module layers exercise the routing skip inputs
     "soft-modules": {"num_modules": 3, "num_module_layers": 3, "module_hidden": 8},
@@ -36,6 +38,7 @@ SMALL = {  # small non-default options: three module layers exercise the routing
     "moore": {"num_experts": 3},
     "paco": {"num_experts": 3},
     "film": {},
+    "film-per-unit": {},
 }
 
 

@@ -45,6 +45,7 @@ def test_methods_named_in_the_issue_have_configs():
         "moore",
         "paco",
         "film",
+        "film-per-unit",
     }
     paper = [load_train_config(p) for p in CONFIGS if "paper" in p.name]
     assert paper and paper[0].env.max_episode_steps == 150 and paper[0].env.reward_version == "v1"

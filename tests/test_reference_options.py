@@ -19,7 +19,7 @@ from agents import MultiTaskSAC
 from agents.actor import TanhGaussianActor, bound_log_std
 from agents.critic import TwinCritic
 from agents.initialization import INIT_SCHEMES, InitSpec
-from agents.networks import MLP_VARIANTS
+from agents.networks import MLP_VARIANTS, VARIANTS
 from mtrl_align.config import (
     INIT_SCHEMES as CONFIG_INIT_SCHEMES,
 )
@@ -37,6 +37,9 @@ def _uniform_moments_ok(values: torch.Tensor, bound: float) -> None:
     """values look like i.i.d. U(-bound, bound): inside the bound, variance bound^2 / 3."""
     values = values.detach().double().flatten()
     assert values.abs().max() <= bound
+    if values.numel() < 8:  # too few draws for the moments (e.g. a critic's one output bias)
+        assert torch.count_nonzero(values) == values.numel()
+        return
     expected = bound**2 / 3
     # the sample variance of n uniforms has relative standard error sqrt(0.8 / n)
     tolerance = 6 * math.sqrt(0.8 / values.numel()) * expected
@@ -187,7 +190,132 @@ def test_config_choices_match_the_agents_and_bad_values_are_named():
         load_train_config(None, ["agent.init=xavier"])
     with pytest.raises(ConfigError, match="'agent.log_std_bound'.*'sigmoid'"):
         load_train_config(None, ["agent.log_std_bound=sigmoid"])
-    with pytest.raises(ConfigError, match="moore"):
-        load_train_config(None, ["agent.variant=moore", "agent.init=he-uniform"])
+    # every architecture takes the reference init (issue 33)
+    config = load_train_config(None, ["agent.variant=moore", "agent.init=he-uniform"])
+    assert config.agent.init == "he-uniform"
     with pytest.raises(ConfigError, match="adam_eps"):
         load_train_config(None, ["agent.adam_eps=0"])
+
+
+# -- every architecture (issue 33) -------------------------------------------------------------
+HEAD_NAMES = {"out_weight", "out_bias", "heads.weight", "heads.bias"}
+
+
+def _roles(variant: str, module: torch.nn.Module) -> dict[str, tuple]:
+    """Each parameter's rule, written from the architectures' docstrings: ("hidden", fan_in,
+    is_bias), ("head",), or ("own", name of the check). A ParameterList keeps [w0, b0, w1, ...];
+    a bias's fan-in is its weight's last dim."""
+    params = dict(module.named_parameters())
+    roles: dict[str, tuple] = {}
+    for name, value in params.items():
+        prefix, _, index = name.rpartition(".")
+        if name in HEAD_NAMES:
+            roles[name] = ("head",)
+        elif name in ("task_embedding", "composition", "task_weights"):
+            roles[name] = ("own", name)
+        elif variant == "soft-modules" and prefix == "route_out":
+            roles[name] = ("own", "route_out_bias" if int(index) % 2 else "route_out_weight")
+        elif variant == "film-per-unit" and prefix == "film" and int(index) % 2:
+            roles[name] = ("own", "zero")
+        elif variant == "paco" and int(index) >= len(module.layers) - 2:
+            roles[name] = ("head",)  # the output layer's K parameter sets
+        elif int(index) % 2:
+            roles[name] = ("hidden", params[f"{prefix}.{int(index) - 1}"].shape[-1], True)
+        else:
+            roles[name] = ("hidden", value.shape[-1], False)
+    return roles
+
+
+def _check_own(check: str, value: torch.Tensor, num_experts: int | None) -> None:
+    if check == "task_embedding":  # N(0, 1)
+        assert abs(value.mean().item()) < 6 / math.sqrt(value.numel())
+        assert abs(value.var().item() - 1) < 6 * math.sqrt(2 / value.numel())
+    elif check == "composition":  # identical sets: convex rows
+        assert (value >= 0).all()
+        torch.testing.assert_close(value.sum(1), torch.ones(value.shape[0]))
+    elif check == "task_weights":  # MOORE's Glorot-uniform
+        assert value.abs().max() <= math.sqrt(6 / (value.shape[0] + num_experts))
+    elif check == "route_out_weight":
+        _uniform_moments_ok(value, 1e-3)
+    else:  # route_out_bias, zero
+        assert torch.count_nonzero(value) == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("scheme", ["torch", "he-uniform"])
+def test_every_architecture_initialises_by_the_formulas(variant, scheme):
+    heads = {"actor": 1e-3, "critic": 3e-3} if scheme == "he-uniform" else {}
+    config = AgentConfig(
+        variant=variant,
+        actor_hidden=[64, 64],
+        critic_hidden=[64, 64],
+        task_embedding_dim=32,
+        init=scheme,
+        actor_head_init=heads.get("actor"),
+        critic_head_init=heads.get("critic"),
+        module_hidden=32 if variant == "soft-modules" else None,
+    )
+    agent = MultiTaskSAC(config, AggregationConfig(), T, OBS, A, seed=0)
+    checked = 0
+    for network, net in (("actor", agent.actor.net), ("critic", agent.critic.q1)):
+        for name, role in _roles(variant, net).items():
+            value = dict(net.named_parameters())[name].detach()
+            if role[0] == "own":
+                _check_own(role[1], value, getattr(net, "num_experts", None))
+            elif role[0] == "head" and network in heads:  # the reference's small heads
+                _uniform_moments_ok(value, heads[network])
+            elif role[0] == "head" or scheme == "torch":  # PyTorch's Linear, head included
+                fan_in = value.shape[-1] if role[0] == "head" and value.dim() > 1 else None
+                fan_in = fan_in or _fan_in_of_bias(net, name, role)
+                _uniform_moments_ok(value, 1 / math.sqrt(fan_in))
+            elif role[2]:  # he-uniform: zero biases
+                assert torch.count_nonzero(value) == 0, name
+            else:
+                _uniform_moments_ok(value, math.sqrt(6.0 / role[1]))
+            checked += 1
+    assert checked == len(list(agent.actor.net.parameters())) + len(
+        list(agent.critic.q1.parameters())
+    )
+
+
+def _fan_in_of_bias(net: torch.nn.Module, name: str, role: tuple) -> int:
+    """Fan-in of a hidden parameter (role[1]) or of a head bias (its weight's last dim)."""
+    if role[0] == "hidden":
+        return role[1]
+    params = dict(net.named_parameters())
+    if name in ("out_bias", "heads.bias"):
+        return params[name.replace("bias", "weight")].shape[-1]
+    prefix, _, index = name.rpartition(".")  # paco's output sets [w, b]
+    return params[f"{prefix}.{int(index) - 1}"].shape[-1]
+
+
+BEFORE_ISSUE_33 = {
+    "shared": "2e870c9f2448e77e",
+    "task-encoder": "c3e5388cd6022161",
+    "multi-head": "9f866da8bfeafce4",
+    "soft-modules": "9d7182962d9df6e9",
+    "moore": "a431e79b6de61226",
+    "film-per-unit": "a28a5e5ab4ad4ec2",  # the variant called film before issue 33
+    "paco": "f44e20a8ba515e99",  # with identical_init=false (the only PaCo init before)
+}
+"""SHA-256 (first 16 hex digits) of the initial actor and critic state dicts (seed 5, T = 3,
+obs 10, actions 2, hidden [16, 16]) drawn by the code before issue 33."""
+
+
+@pytest.mark.parametrize("variant", sorted(BEFORE_ISSUE_33))
+def test_default_init_draws_the_same_numbers_as_before(variant):
+    import hashlib
+
+    config = AgentConfig(
+        variant=variant,
+        actor_hidden=[16, 16],
+        critic_hidden=[16, 16],
+        identical_init=False if variant == "paco" else None,
+    )
+    agent = MultiTaskSAC(config, AggregationConfig(), T, OBS, A, seed=5)
+    digest = hashlib.sha256()
+    for module in (agent.actor, agent.critic):
+        for name, value in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(value.detach().contiguous().numpy().tobytes())
+    assert digest.hexdigest()[:16] == BEFORE_ISSUE_33[variant]

@@ -16,6 +16,7 @@ import pytest
 import scipy.stats
 import yaml
 
+from envs.statistics import iqm_interval, mean_difference_interval, probability_of_improvement
 from mtrl_align.cli import main as cli_main
 from mtrl_align.config import TrainConfig
 from mtrl_align.config_io import to_dict
@@ -26,7 +27,10 @@ from mtrl_align.sweep.report import build_report
 from mtrl_align.sweep.runs import load_runs
 
 TASKS = ["reach-v3", "push-v3", "pick-place-v3"]
-EPISODES = 10
+BOOTSTRAP_SEED = 3  # not the default 0, so a report that ignores its seed fails
+REPS = 10_000  # the resamples of every interval in a report (the statistics' default)
+EPISODES = 50  # evaluation episodes per task: fine enough success rates that the
+# bootstrap intervals move with their seed (with 10 they sit on a coarse lattice)
 EVAL_STEPS = [1000, 2000, 3000]
 
 
@@ -121,7 +125,9 @@ def _sem(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("metric", ["final", "best"])
 def test_numbers_match_independent_computation(sweep_dir, tmp_path, metric):
     root, logs = sweep_dir
-    report = build_report(root, tmp_path / "out", metric=metric, with_plots=False)
+    report = build_report(
+        root, tmp_path / "out", metric=metric, with_plots=False, bootstrap_seed=BOOTSTRAP_SEED
+    )
     rows = {row.label: row for row in report.rows}
     assert set(rows) == set(logs)
     with open(report.csv) as handle:
@@ -143,9 +149,11 @@ def test_numbers_match_independent_computation(sweep_dir, tmp_path, metric):
         assert row.mean_success.mean == pytest.approx(seed_means.mean())
         assert row.mean_success.sem == pytest.approx(_sem(seed_means[:, None])[0])
         assert row.iqm == pytest.approx(scipy.stats.trim_mean(scores, 0.25, axis=None))
-        low, high = row.iqm_ci
-        assert low <= row.iqm + 1e-12 and row.iqm <= high + 1e-12
-        assert 0.0 <= low and high <= 1.0
+        # the interval is the stratified IQM bootstrap of these scores (seeds in order, tasks
+        # as columns) with the report's seed and resamples
+        expected = iqm_interval(scores, confidence=0.95, reps=REPS, seed=BOOTSTRAP_SEED)
+        assert row.iqm_ci == pytest.approx(expected, abs=1e-12)
+        assert row.iqm_ci[0] < row.iqm < row.iqm_ci[1]
         # the CSV carries the same numbers
         line = csv_rows[method]
         assert int(line["num_seeds"]) == len(per_seed)
@@ -278,15 +286,30 @@ def test_comparison_with_the_baseline(sweep_dir, tmp_path):
     from rliable import metrics
 
     root, logs = sweep_dir
-    report = build_report(root, tmp_path / "out", with_plots=False, with_stability=False)
+    report = build_report(
+        root,
+        tmp_path / "out",
+        with_plots=False,
+        with_stability=False,
+        bootstrap_seed=BOOTSTRAP_SEED,
+    )
     (comparison,) = report.comparisons  # default baseline: the single uniform row
     assert comparison.label == "aligned-mtl" and comparison.seeds == 5
     final = {m: np.stack([s[-1] for s in per_seed.values()]) for m, per_seed in logs.items()}
     ours, base = final["aligned-mtl"], final["uniform"]
     assert comparison.difference == pytest.approx(ours.mean() - base.mean())  # equal seed weights
     assert comparison.improvement == pytest.approx(metrics.probability_of_improvement(ours, base))
+    # the intervals are the statistics functions' with the report's seed and resamples
+    _, expected = mean_difference_interval(
+        ours.mean(axis=1), base.mean(axis=1), confidence=0.95, reps=REPS, seed=BOOTSTRAP_SEED
+    )
+    assert comparison.difference_ci == pytest.approx(expected, abs=1e-12)
+    _, expected = probability_of_improvement(
+        ours, base, confidence=0.95, reps=REPS, seed=BOOTSTRAP_SEED
+    )
+    assert comparison.improvement_ci == pytest.approx(expected, abs=1e-12)
     low, high = comparison.difference_ci
-    assert low <= comparison.difference <= high
+    assert low < comparison.difference < high
     expected = "inside the interval" if low <= 0 <= high else ("higher" if low > 0 else "lower")
     assert comparison.reading == expected
     text = report.markdown.read_text()
@@ -294,7 +317,12 @@ def test_comparison_with_the_baseline(sweep_dir, tmp_path):
     assert f"| aligned-mtl | 5 | {comparison.difference:+.3f} [{low:+.3f}, {high:+.3f}] |" in text
     # the same row, named by its full label, gives the same numbers
     again = build_report(
-        root, tmp_path / "again", with_plots=False, with_stability=False, baseline="uniform"
+        root,
+        tmp_path / "again",
+        with_plots=False,
+        with_stability=False,
+        baseline="uniform",
+        bootstrap_seed=BOOTSTRAP_SEED,
     )
     assert again.comparisons == report.comparisons
     none = build_report(root, tmp_path / "none", with_plots=False, with_comparison=False)

@@ -55,16 +55,43 @@ def test_means_and_standard_errors(scores):
     assert summary.sem == pytest.approx(scipy.stats.sem(seed_means))
 
 
-def test_iqm_and_its_bootstrap_interval(scores):
-    summary = summarize_over_seeds(per_seed_dicts(scores), bootstrap_reps=4000, seed=1)
-    assert summary.iqm == pytest.approx(interquartile_mean(scores))
-    assert summary.iqm == pytest.approx(metrics.aggregate_iqm(scores))  # rliable's IQM
-    low, high = stratified_bootstrap_ci(scores, reps=4000, seed=2)
-    # Two independent Monte Carlo estimates of the same percentiles.
-    assert summary.iqm_ci[0] == pytest.approx(low, abs=0.015)
-    assert summary.iqm_ci[1] == pytest.approx(high, abs=0.015)
-    assert summary.iqm_ci[0] <= summary.iqm <= summary.iqm_ci[1]
-    assert summary.iqm_ci[1] - summary.iqm_ci[0] > 0.01
+def pooled_bootstrap_ci(scores: np.ndarray, reps: int, seed: int) -> tuple[float, float]:
+    """The non-stratified interval (whole seeds resampled, all tasks together): the wrong
+    estimator, written here to show the test can tell the two apart."""
+    rng = np.random.default_rng(seed)
+    stats = np.empty(reps)
+    for r in range(reps):
+        stats[r] = interquartile_mean(scores[rng.integers(0, len(scores), size=len(scores))])
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@pytest.fixture(scope="module")
+def seed_correlated_scores() -> np.ndarray:
+    """Scores with a strong seed effect shared by all tasks: resampling whole seeds keeps it,
+    stratifying by task averages it out, so the two intervals differ by a factor of ~2."""
+    rng = np.random.default_rng(3)
+    level = rng.uniform(0.1, 0.9, size=8)
+    noise = rng.normal(0, 0.03, size=(8, len(TASKS)))
+    return np.clip(level[:, None] + noise + np.linspace(-0.05, 0.05, len(TASKS)), 0, 1).round(3)
+
+
+def test_iqm_and_its_bootstrap_interval(scores, seed_correlated_scores):
+    for data in (scores, seed_correlated_scores):
+        summary = summarize_over_seeds(per_seed_dicts(data), bootstrap_reps=4000, seed=1)
+        assert summary.iqm == pytest.approx(interquartile_mean(data))
+        assert summary.iqm == pytest.approx(metrics.aggregate_iqm(data))  # rliable's IQM
+        low, high = stratified_bootstrap_ci(data, reps=4000, seed=2)
+        # Two independent Monte Carlo estimates of the same percentiles.
+        assert summary.iqm_ci[0] == pytest.approx(low, abs=0.015)
+        assert summary.iqm_ci[1] == pytest.approx(high, abs=0.015)
+        assert summary.iqm_ci[0] <= summary.iqm <= summary.iqm_ci[1]
+        assert summary.iqm_ci[1] - summary.iqm_ci[0] > 0.01
+    # On the seed-correlated scores the pooled (non-stratified) interval is far off the
+    # stratified one, beyond the tolerance above: a pooled bootstrap would fail this test.
+    pooled = pooled_bootstrap_ci(seed_correlated_scores, reps=4000, seed=2)
+    stratified = stratified_bootstrap_ci(seed_correlated_scores, reps=4000, seed=2)
+    assert abs(pooled[0] - stratified[0]) > 0.05 and abs(pooled[1] - stratified[1]) > 0.05
 
 
 def test_reproducible_and_leaves_global_numpy_rng_alone(scores):

@@ -32,7 +32,7 @@ from mtrl_align.sweep.runner import check_specs, resolve_run_config, run_sweep
 from mtrl_align.sweep.state import Action, RunState, decide_action, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY_CONFIG = ROOT / "configs" / "mt10_cpu_study.yaml"
+STUDY_CONFIG = ROOT / "configs" / "mt10_cpu_study_v1.yaml"
 TASKS = ["reach-v3", "push-v3", "pick-place-v3"]
 TOTAL = 1000  # train.total_env_steps of the fake runs
 LOG_STEPS = list(range(100, TOTAL + 1, 100))  # 10 logged updates; the last 2 are the last 20%

@@ -47,11 +47,16 @@ def host_reads_forbidden() -> Iterator[None]:
             setattr(torch.Tensor, name, method)
 
 
-def make_agent(sync_free: bool, variant: str = "shared", method: str = "uniform", **agent_kw):
+def make_agent(
+    sync_free: bool,
+    variant: str = "shared",
+    method: str = "uniform",
+    temperature_task_weights: bool = False,
+    **agent_kw,
+):
     config = AgentConfig(variant=variant, actor_hidden=[16, 16], critic_hidden=[16, 16], **agent_kw)
-    return MultiTaskSAC(
-        config, AggregationConfig(method=method), T, OBS, A, seed=4, sync_free=sync_free
-    )
+    agg = AggregationConfig(method=method, temperature_task_weights=temperature_task_weights)
+    return MultiTaskSAC(config, agg, T, OBS, A, seed=4, sync_free=sync_free)
 
 
 def assert_close_state(a, b, atol: float = 1e-5) -> None:
@@ -150,6 +155,9 @@ def test_finite_flag_agrees_with_isfinite_per_tensor(values):
         ("task-encoder", {"target_update_every": 2}),
         ("care", {}),
         ("multi-head", {"critic_loss": "hl-gauss", "num_bins": 11, "layer_norm": True}),
+        # PaCo's extreme-task masking and reset decided on the device (the losses here are
+        # ~250-400: this threshold masks some tasks), with the temperature task weights on top
+        ("paco", {"extreme_loss_threshold": 330.0, "temperature_task_weights": True}),
     ],
 )
 def test_sync_free_updates_equal_the_per_update_path(variant, agent_kw):
@@ -165,6 +173,8 @@ def test_sync_free_updates_equal_the_per_update_path(variant, agent_kw):
                 for key, value in a.stats[network].items():
                     assert b.stats[network][key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
     assert_close_state(checked.state_dict(), free.state_dict())
+    if variant == "paco":
+        assert 0 < int(checked.extreme_task_counts.sum()) < 5 * T  # masked, but not always
 
 
 def test_sync_free_update_reads_nothing_back_from_the_device():
@@ -175,6 +185,9 @@ def test_sync_free_update_reads_nothing_back_from_the_device():
         free.update(batch)
         free.update(batch._replace(rewards=torch.full_like(batch.rewards, float("nan"))))
         categorical.update(batch)
+    paco = make_agent(True, "paco", temperature_task_weights=True, extreme_loss_threshold=1.0)
+    with host_reads_forbidden():
+        paco.update(batch)
     with host_reads_forbidden(), pytest.raises(AssertionError, match="host read"):
         checked.update(batch)  # the per-update path decides on the host: the guard catches it
 

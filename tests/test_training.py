@@ -3,14 +3,17 @@ run directory contract, determinism, exact resume, NaN stop, CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from envs.replay_buffer import MultiTaskReplayBuffer
 from mtrl_align.cli import main
 from mtrl_align.config import load_train_config
 from mtrl_align.training import NonFiniteTrainingError, RunFiles, train
@@ -67,9 +70,34 @@ def assert_same_agent(first: dict, second: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tiny_config_path, tmp_path_factory) -> Path:
+def sampled_sizes() -> dict[Path, list[int]]:
+    """Per run directory of the module's runs: transitions per task the replay buffer held at
+    each ``sample`` call, in order (filled by the run fixtures)."""
+    return {}
+
+
+@contextlib.contextmanager
+def recording_sample_sizes() -> Iterator[list[int]]:
+    """Record ``size_per_task`` of the replay buffer at every ``sample`` call."""
+    sizes: list[int] = []
+    original = MultiTaskReplayBuffer.sample
+
+    def sample(self, batch_size_per_task):
+        sizes.append(self.size_per_task)
+        return original(self, batch_size_per_task)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MultiTaskReplayBuffer, "sample", sample)
+        yield sizes
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_config_path, tmp_path_factory, sampled_sizes) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "reference"
-    return train(config_for(tiny_config_path, run_dir))
+    with recording_sample_sizes() as sizes:
+        run = train(config_for(tiny_config_path, run_dir))
+    sampled_sizes[run] = sizes
+    return run
 
 
 def test_run_directory_follows_the_contract(reference_run):
@@ -257,9 +285,12 @@ OVERLAP = ("env.vector_strategy=async", "env.num_workers=1", "train.overlap_env_
 
 
 @pytest.fixture(scope="module")
-def overlap_run(tiny_config_path, tmp_path_factory) -> Path:
+def overlap_run(tiny_config_path, tmp_path_factory, sampled_sizes) -> Path:
     run_dir = tmp_path_factory.mktemp("overlap") / "run"
-    return train(config_for(tiny_config_path, run_dir, *OVERLAP))
+    with recording_sample_sizes() as sizes:
+        run = train(config_for(tiny_config_path, run_dir, *OVERLAP))
+    sampled_sizes[run] = sizes
+    return run
 
 
 def test_overlapped_env_steps_are_deterministic_and_resume_exactly(
@@ -283,10 +314,17 @@ def test_overlapped_env_steps_are_deterministic_and_resume_exactly(
     assert_same_agent(final_agent(run_dir), final_agent(overlap_run))
 
 
-def test_overlap_samples_the_buffer_one_transition_behind(overlap_run, reference_run):
-    """Same updates count, other learning: the update after step k never sees transition k."""
+def test_overlap_samples_the_buffer_one_transition_behind(
+    overlap_run, reference_run, sampled_sizes
+):
+    """The update after env step k samples a buffer of k transitions per task, or of k - 1
+    with overlap (transition k arrives one step later), at every update of the run."""
+    warmup, total = TINY["train"]["warmup_env_steps"], TINY["train"]["total_env_steps"]
+    steps_with_updates = list(range(warmup + 1, total + 1))  # one update per env step
+    assert sampled_sizes[reference_run] == steps_with_updates
+    assert sampled_sizes[overlap_run] == [k - 1 for k in steps_with_updates]
     overlap, exact = final_agent(overlap_run), final_agent(reference_run)
-    assert overlap["num_updates"] == exact["num_updates"]
+    assert overlap["num_updates"] == exact["num_updates"] == len(steps_with_updates)
     assert any(not torch.equal(overlap["critic"][k], exact["critic"][k]) for k in exact["critic"])
 
 

@@ -3,6 +3,11 @@ kept as parameter lists, per-task linear maps, and the shared / task-specific sp
 
 Every helper works with any number of leading dims, so one forward serves both modes of the
 network contract (one task: inputs [N, d]; all tasks: inputs [T, N, d]) and ``torch.func.vmap``.
+
+Initialisation: every linear layer draws its weight, then its bias, from the explicit
+``generator`` by an :class:`agents.initialization.InitSpec` (hidden layers by its scheme, output
+layers by its head bound). With the default spec the draws are PyTorch's ``nn.Linear`` default,
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both, in the order the layers are built.
 """
 
 from __future__ import annotations
@@ -14,17 +19,33 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from agents.networks import _rows, _uniform_
+from agents.initialization import InitSpec, init_bias_, init_head_, init_weight_
 
 __all__ = [
     "TaskConditioned",
     "join",
+    "linear",
     "mlp",
     "parameter",
     "rows",
     "run_mlp",
     "task_linear",
+    "task_table",
 ]
+
+
+def _uniform_(tensor: Tensor, fan_in: int, generator: torch.Generator) -> None:
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound, generator=generator)
+
+
+def _rows(table: Tensor, task_index: Tensor) -> Tensor:
+    """``table[task_index]`` for a 0-dim or [T] index, written with ``index_select`` so that it
+    also works when ``task_index`` is batched by ``torch.func.vmap``."""
+    rows = table.index_select(0, task_index.reshape(-1))
+    return rows.reshape(*task_index.shape, *table.shape[1:])
+
 
 rows = _rows
 
@@ -36,19 +57,54 @@ def parameter(shape: Sequence[int], fan_in: int, generator: torch.Generator) -> 
     return param
 
 
+def task_table(num_tasks: int, size: int, generator: torch.Generator) -> nn.Parameter:
+    """A learned per-task table [T, size] drawn from N(0, 1) (task embeddings, every scheme)."""
+    table = nn.Parameter(torch.empty(num_tasks, size))
+    with torch.no_grad():
+        table.normal_(0.0, 1.0, generator=generator)
+    return table
+
+
+def linear(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    init: InitSpec | None = None,
+    head: bool = False,
+) -> tuple[nn.Parameter, nn.Parameter]:
+    """Weight [*lead, out, in] and bias [*lead, out] of a linear layer (``shape`` = the
+    weight's), drawn in that order: a hidden layer by ``init``'s scheme, an output layer
+    (``head``) by its head bound."""
+    init = init if init is not None else InitSpec()
+    fan_in = shape[-1]
+    weight = nn.Parameter(torch.empty(*shape))
+    bias = nn.Parameter(torch.empty(*shape[:-1]))
+    if head:
+        init_head_(weight, bias, fan_in, init, generator)
+    else:
+        init_weight_(weight, fan_in, init, generator)
+        init_bias_(bias, fan_in, init, generator)
+    return weight, bias
+
+
 def mlp(
-    widths: Sequence[int], generator: torch.Generator, stack: int | None = None
+    widths: Sequence[int],
+    generator: torch.Generator,
+    stack: int | None = None,
+    init: InitSpec | None = None,
+    head: bool = False,
 ) -> nn.ParameterList:
     """Weights and biases ``[w0, b0, w1, b1, ...]`` of an MLP with layer sizes ``widths``.
 
     With ``stack = k`` every tensor gets a leading dim k (k independent MLPs, e.g. experts):
-    weights [k, out, in], biases [k, out].
+    weights [k, out, in], biases [k, out]. ``init`` draws the layers (default: PyTorch's);
+    ``head`` marks the last layer as the network's output layer (drawn by the head bound).
     """
     lead = () if stack is None else (stack,)
     params = nn.ParameterList()
-    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
-        params.append(parameter((*lead, fan_out, fan_in), fan_in, generator))
-        params.append(parameter((*lead, fan_out), fan_in, generator))
+    layers = list(zip(widths[:-1], widths[1:], strict=True))
+    for i, (fan_in, fan_out) in enumerate(layers):
+        is_head = head and i == len(layers) - 1
+        params.extend(linear((*lead, fan_out, fan_in), generator, init, head=is_head))
     return params
 
 

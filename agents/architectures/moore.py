@@ -25,13 +25,14 @@ from torch import Tensor, nn
 from agents.architectures.common import (
     TaskConditioned,
     join,
+    linear,
     mlp,
     rows,
     run_mlp,
     task_linear,
     xavier_bound,
 )
-from agents.networks import _uniform_
+from agents.initialization import InitSpec
 
 DEFAULT_NUM_EXPERTS = 4
 NORM_EPS = 1e-12
@@ -59,6 +60,8 @@ class MOORENetwork(TaskConditioned):
     Args:
         hidden: widths of each expert (the last one is the representation size h).
         num_experts: k.
+        init: initial weights of the experts and the heads (by the head bound); the task
+            weights keep MOORE's Glorot-uniform.
     """
 
     TASK_SPECIFIC = ("task_weights", "heads")
@@ -72,6 +75,7 @@ class MOORENetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
         num_experts: int = DEFAULT_NUM_EXPERTS,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
@@ -81,16 +85,10 @@ class MOORENetwork(TaskConditioned):
         bound = xavier_bound(num_tasks, num_experts)
         with torch.no_grad():
             self.task_weights.uniform_(-bound, bound, generator=generator)
-        self.experts = mlp([self.state_dim + extra_dim, *self.hidden], generator, num_experts)
-        last = self.hidden[-1]
-        self.heads = nn.ParameterDict(
-            {
-                "weight": nn.Parameter(torch.empty(num_tasks, out_dim, last)),
-                "bias": nn.Parameter(torch.empty(num_tasks, out_dim)),
-            }
-        )
-        _uniform_(self.heads["weight"], last, generator)
-        _uniform_(self.heads["bias"], last, generator)
+        widths = [self.state_dim + extra_dim, *self.hidden]
+        self.experts = mlp(widths, generator, num_experts, init)
+        weight, bias = linear((num_tasks, out_dim, self.hidden[-1]), generator, init, head=True)
+        self.heads = nn.ParameterDict({"weight": weight, "bias": bias})
 
     def forward(
         self, obs: Tensor, extra: Tensor | None, task_index: Tensor

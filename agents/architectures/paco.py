@@ -12,10 +12,20 @@ hidden layer of the composed network.
 shared. The composed weights are formed once per task and then applied (cheaper than running
 K networks: K * out * in per task instead of K * N * out * in).
 
-Initialisation (our choice; the paper does not fix one): each parameter set like a PyTorch
-Linear layer, each row w_t drawn from U(0, 1)^K and scaled to unit L2 norm, so that a composed
-layer starts with the scale of one set. PaCo's training tricks (loss maskout and resetting
-w_t of a diverging task) are not implemented.
+Initialisation. ``identical_init`` (default, the authors' ``use_identical_init`` of their MT10
+config, alf's ``CompositionalFC(kernel_identical_init=True)``): each layer's first set is drawn
+by the init spec and copied to the other K - 1 sets, so every task starts from the same
+network and the sets only differ by what training makes of them. Otherwise each set is drawn
+on its own. The composition rows are ours (the authors draw N(0, 1) entries): w_t from
+U(0, 1)^K scaled so that a composed layer starts at the scale of one set, i.e. to unit sum
+with identical sets (W_t = W_1 exactly) and to unit L2 norm with independent sets (the
+variance of sum_k w_k W_k is that of one W_k). With N(0, 1) entries and identical sets, every
+layer of task t is scaled by sum_k w_t,k ~ N(0, K): some tasks would start sign-flipped, others
+with outputs (sum_k w_t,k)^depth times larger.
+
+The authors' extreme-loss handling (a task whose loss exceeds a threshold is masked and its
+composition reset to a random convex combination of the others') lives in
+:class:`agents.sac.MultiTaskSAC`; :func:`reset_compositions` is its network part.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.architectures.common import TaskConditioned, join, mlp, rows, task_linear
+from agents.initialization import InitSpec
 
 DEFAULT_NUM_PARAMETER_SETS = 5
 
@@ -35,7 +46,9 @@ class PaCoNetwork(TaskConditioned):
 
     Args:
         hidden: hidden widths of the composed MLP.
+        init: initial weights of every parameter set (the output layer's by its head bound).
         num_experts: K, the number of parameter sets.
+        identical_init: start the K sets of every layer equal (see the module docstring).
     """
 
     TASK_SPECIFIC = ("composition",)
@@ -49,17 +62,28 @@ class PaCoNetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
         num_experts: int = DEFAULT_NUM_PARAMETER_SETS,
+        identical_init: bool = True,
     ) -> None:
         super().__init__(obs_dim, num_tasks, hidden)
         del embedding_dim
         self.num_parameter_sets = num_experts
+        self.identical_init = identical_init
         self.composition = nn.Parameter(torch.empty(num_tasks, num_experts))
         with torch.no_grad():
             self.composition.uniform_(0.0, 1.0, generator=generator)
-            self.composition.div_(self.composition.norm(dim=1, keepdim=True))
+            norm = 1 if identical_init else 2
+            self.composition.div_(self.composition.norm(p=norm, dim=1, keepdim=True))
         widths = [self.state_dim + extra_dim, *self.hidden, out_dim]
-        self.layers = mlp(widths, generator, stack=num_experts)
+        if identical_init:
+            first = mlp(widths, generator, init=init, head=True)
+            self.layers = nn.ParameterList(
+                nn.Parameter(p.detach().unsqueeze(0).repeat(num_experts, *[1] * p.dim()))
+                for p in first
+            )
+        else:
+            self.layers = mlp(widths, generator, stack=num_experts, init=init, head=True)
 
     def composed(self, task_index: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per layer, task t's weight [(T,) out, in] and bias [(T,) out]."""
@@ -83,3 +107,32 @@ class PaCoNetwork(TaskConditioned):
             h = torch.relu(task_linear(h, weight, bias))
         weight, bias = layers[-1]
         return task_linear(h, weight, bias), h
+
+
+def convex_mixtures(reset: Tensor, draws: Tensor) -> Tensor:
+    """Mixing matrix M [T, T] of the composition reset: row i of a task to reset (``reset``
+    [T] bool) is a random convex combination of the tasks that are not reset (weights
+    ``draws[i]`` [T] >= 0 on them, scaled to sum 1, the authors' ``interpolate`` rule); every
+    other row is e_i (the task keeps its own vector). Where no task is left to mix from, the
+    row stays e_i too. Computed on the device, without reading it back."""
+    keep = ~reset
+    weights = draws * keep.to(draws.dtype).unsqueeze(0)
+    total = weights.sum(dim=1, keepdim=True)
+    mixable = reset & (total.squeeze(1) > 0)
+    mixed = weights / total.clamp_min(torch.finfo(draws.dtype).tiny)
+    eye = torch.eye(reset.shape[0], dtype=draws.dtype, device=draws.device)
+    return torch.where(mixable.unsqueeze(1), mixed, eye)
+
+
+@torch.no_grad()
+def reset_compositions(
+    pairs: Sequence[tuple[PaCoNetwork, PaCoNetwork | None]], mix: Tensor
+) -> None:
+    """In place: ``composition <- mix @ composition`` of every online network, and the target
+    copy (if any) set to the online network's new rows (the authors' target critics share the
+    online task encoder). ``mix`` [T, T] from :func:`convex_mixtures`."""
+    for online, target in pairs:
+        new = mix.to(online.composition.dtype) @ online.composition
+        online.composition.copy_(new)
+        if target is not None:
+            target.composition.copy_(new)

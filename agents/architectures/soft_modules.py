@@ -6,10 +6,14 @@ Forward for one sample (s, t), with D = hidden[-1] and d = ``module_hidden``:
 
 * observation encoder f: e = f([s, a]) [D] (MLP with widths ``hidden``, last layer linear);
 * routing input: g = MLP_g(relu(e * z_t)) [d], z_t a row of the learned task table
-  ``task_embedding`` [T, D] (the linear map of the one-hot id); MLP_g has two ReLU layers of d;
+  ``task_embedding`` [T, D] (the linear map of the one-hot id); MLP_g is Linear D->d, ReLU,
+  Linear d->d, its last layer left unactivated (as in the authors' code and the reference), so
+  g has both signs;
 * routing layer l = 1..L: p^1 = softmax(W_d^1 relu(g)), p^l = softmax(W_d^l relu(g *
   (W_u^l [p^1, .., p^(l-1)] + b_u^l))); p^l is [n, n] (row i: how module i of layer l+1 mixes
-  the modules of layer l) for l < L and [n] (the final mixture) for l = L;
+  the modules of layer l) for l < L and [n] (the final mixture) for l = L. The gate of a
+  later layer is ReLU(g * u) with the raw g: a ReLU on g itself would zero every unit where
+  g < 0 before the product, whatever the sign of u;
 * modules: x^0 = relu(e) fed to all n modules of layer 1; y^l_j = W^l_j x^(l-1)_j + b^l_j;
   x^l_i = relu(sum_j p^l_ij y^l_j); features = relu(sum_j p^L_j y^L_j) [d];
 * output: one linear layer d -> out (shared).
@@ -26,7 +30,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from agents.architectures.common import TaskConditioned, join, mlp, parameter, rows, run_mlp
+from agents.architectures.common import (
+    TaskConditioned,
+    join,
+    linear,
+    mlp,
+    rows,
+    run_mlp,
+    task_table,
+)
+from agents.initialization import InitSpec
 
 DEFAULT_NUM_MODULES = 2
 DEFAULT_NUM_MODULE_LAYERS = 2
@@ -42,6 +55,9 @@ class SoftModularNetwork(TaskConditioned):
         num_modules: n, modules per layer.
         num_module_layers: L, layers of modules.
         module_hidden: d, width of each module and of the routing network.
+        init: initial weights of every linear layer (the output layer by its head bound); the
+            task table (N(0, 1)) and the routing output layers (U(-1e-3, 1e-3), zero bias)
+            keep their own.
     """
 
     TASK_SPECIFIC = ("task_embedding",)
@@ -55,6 +71,7 @@ class SoftModularNetwork(TaskConditioned):
         out_dim: int,
         embedding_dim: int,
         generator: torch.Generator,
+        init: InitSpec | None = None,
         num_modules: int = DEFAULT_NUM_MODULES,
         num_module_layers: int = DEFAULT_NUM_MODULE_LAYERS,
         module_hidden: int = DEFAULT_MODULE_HIDDEN,
@@ -64,18 +81,14 @@ class SoftModularNetwork(TaskConditioned):
         n, depth, d = num_modules, num_module_layers, module_hidden
         width = self.hidden[-1]
         self.num_modules, self.num_module_layers, self.module_hidden = n, depth, d
-        self.encoder = mlp([self.state_dim + extra_dim, *self.hidden], generator)
-        self.task_embedding = nn.Parameter(torch.empty(num_tasks, width))
-        with torch.no_grad():
-            self.task_embedding.normal_(0.0, 1.0, generator=generator)
-        self.routing_input = mlp([width, d, d], generator)
+        self.encoder = mlp([self.state_dim + extra_dim, *self.hidden], generator, init=init)
+        self.task_embedding = task_table(num_tasks, width, generator)
+        self.routing_input = mlp([width, d, d], generator, init=init)
         self.route_up = nn.ParameterList()  # W_u^l, b_u^l for l = 2..L
         self.route_out = nn.ParameterList()  # W_d^l, b_d^l for l = 1..L
         for layer in range(depth):
             if layer > 0:
-                fan_in = layer * n * n
-                self.route_up.append(parameter((d, fan_in), fan_in, generator))
-                self.route_up.append(parameter((d,), fan_in, generator))
+                self.route_up.extend(linear((d, layer * n * n), generator, init))
             out = n if layer == depth - 1 else n * n
             weight = nn.Parameter(torch.empty(out, d))
             with torch.no_grad():
@@ -85,10 +98,8 @@ class SoftModularNetwork(TaskConditioned):
         self.module_layers = nn.ParameterList()  # layer l: weight [n, d, in], bias [n, d]
         for layer in range(depth):
             fan_in = width if layer == 0 else d
-            self.module_layers.append(parameter((n, d, fan_in), fan_in, generator))
-            self.module_layers.append(parameter((n, d), fan_in, generator))
-        self.out_weight = parameter((out_dim, d), d, generator)
-        self.out_bias = parameter((out_dim,), d, generator)
+            self.module_layers.extend(linear((n, d, fan_in), generator, init))
+        self.out_weight, self.out_bias = linear((out_dim, d), generator, init, head=True)
 
     def routes(self, g: Tensor) -> list[Tensor]:
         """Routing probabilities from the routing input g [..., d]: L-1 tensors [..., n, n]
@@ -116,7 +127,7 @@ class SoftModularNetwork(TaskConditioned):
         docstring. obs [N, obs_dim] with 0-dim ``task_index`` or [T, N, obs_dim] with [T]."""
         e = run_mlp(join(self.state(obs), extra), self.encoder, activate_last=False)
         z = rows(self.task_embedding, task_index).unsqueeze(-2)  # [(T,) 1, D]
-        g = run_mlp(torch.relu(e * z), self.routing_input, activate_last=True)
+        g = run_mlp(torch.relu(e * z), self.routing_input, activate_last=False)
         probs = self.routes(g)
         x = torch.relu(e)
         for layer in range(self.num_module_layers):

@@ -55,7 +55,9 @@ class Aggregator:
     requires_positive_losses: bool = False
 
     def __init__(self, task_weights: Sequence[float] | Tensor | None = None) -> None:
-        self.task_weights = None if task_weights is None else torch.as_tensor(task_weights)
+        # a Python sequence is kept in float64 (its exact values) and cast to J's dtype per
+        # call; float32 here would round 0.1 to 0.10000000149 before a float64 J sees it
+        self.task_weights = None if task_weights is None else _as_weights(task_weights)
         if self.task_weights is not None and self.task_weights.dim() != 1:
             raise ValueError(
                 f"task_weights must be a 1-D sequence, got shape {tuple(self.task_weights.shape)}"
@@ -213,7 +215,7 @@ class Aggregator:
             return torch.ones(num_tasks, dtype=J.dtype, device=J.device)
         if not self.accepts_weights:
             raise ValueError(f"aggregator {self.name!r} does not use pre-defined task weights")
-        weights = torch.as_tensor(weights).detach().to(dtype=J.dtype, device=J.device)
+        weights = _as_weights(weights).detach().to(dtype=J.dtype, device=J.device)
         if weights.shape != (num_tasks,):
             raise ValueError(
                 f"{source} has shape {tuple(weights.shape)} but J has {num_tasks} task(s); "
@@ -222,6 +224,14 @@ class Aggregator:
         if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
             raise ValueError(f"{source} must be finite and >= 0, got {weights.tolist()}")
         return weights
+
+
+def _as_weights(weights: Sequence[float] | Tensor) -> Tensor:
+    """Task weights as a tensor: a tensor as it is, anything else in float64 (no rounding
+    before the cast to J's dtype)."""
+    if isinstance(weights, Tensor):
+        return weights
+    return torch.as_tensor(weights, dtype=torch.float64)
 
 
 class WeightingAggregator(Aggregator):

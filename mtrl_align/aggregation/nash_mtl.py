@@ -5,9 +5,12 @@ default 1, which gives the paper's symmetric solution, p != 1 the asymmetric bar
 solution). This is exactly the stationarity condition of the strictly convex function
     F(alpha) = 1/2 alpha^T G alpha - sum_i p_i log alpha_i,
 so we minimise F with damped Newton steps (Hessian G + diag(p / alpha^2), backtracking that
-keeps alpha > 0) instead of the reference's sequence of cvxpy problems -- same fixed point,
-no external solver. As in the reference, G is normalised by its Frobenius norm first and the
-resulting alpha is used as is (so |d| scales like sqrt(|G|)).
+keeps alpha > 0) instead of the reference's sequence of cvxpy problems -- same fixed point up
+to the scale below, no external solver. G is normalised by its Frobenius norm first and the
+resulting alpha is used as is, so |d| = sqrt(sum(p) |G|_F). The reference (and torchjd's
+NashMTL) carries the normalisation factor into its constraint, so its alpha solves the equation
+on the raw G: ours divided by sqrt(|G|_F), |d| = sqrt(sum(p)) at any gradient scale
+(tests/test_aggregation_oracle.py checks this against torchjd).
 
 Failure handling (never silent, never a stale alpha): if Newton does not reach
 max_i |alpha_i (G alpha)_i - p_i| <= tol * max(p) within ``max_iter`` steps (F has no minimiser

@@ -227,6 +227,13 @@ def _register_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-comparison", action="store_true", help="leave out the comparison with the baseline"
     )
+    parser.add_argument(
+        "--at-steps",
+        type=int,
+        metavar="N",
+        help="read every run as if it ended at N env steps per task: its evaluations up to N "
+        "(runs that reached N count, also longer or unfinished ones; shorter ones are left out)",
+    )
     parser.set_defaults(func=_run_report)
 
 
@@ -242,6 +249,7 @@ def _run_report(args: argparse.Namespace) -> int:
         with_stability=not args.no_stability,
         baseline=args.baseline,
         with_comparison=not args.no_comparison,
+        at_env_steps=args.at_steps,
     )
     print(report.markdown.read_text(), end="")
     print(f"\nwrote {report.markdown}, {report.csv}", end="")

@@ -13,7 +13,7 @@ from mtrl_align.sweep.grouping import group_runs
 from mtrl_align.sweep.plots import plot_intervals, plot_success_curves
 from mtrl_align.sweep.protocol import Protocol, common_protocol
 from mtrl_align.sweep.results import METRICS, RowResult, summarize_group
-from mtrl_align.sweep.runs import load_runs
+from mtrl_align.sweep.runs import load_runs, truncate_run
 from mtrl_align.sweep.state import RunState
 from mtrl_align.sweep.tables import csv_rows, markdown_report, write_csv
 
@@ -66,6 +66,7 @@ def build_report(
     with_stability: bool = True,
     baseline: str | None = None,
     with_comparison: bool = True,
+    at_env_steps: int | None = None,
 ) -> Report:
     """Read every run under ``runs_dir`` and write the report into ``out_dir``.
 
@@ -86,6 +87,10 @@ def build_report(
             one row; :mod:`mtrl_align.sweep.comparison`). None: ``uniform`` when it names
             exactly one row; otherwise the section says why there is no comparison.
         with_comparison: also add the ``Differences from <baseline>`` section.
+        at_env_steps: read every run as if it ended at this many env steps per task
+            (:func:`mtrl_align.sweep.runs.truncate_run`): longer runs and runs still in
+            progress that have reached it count, shorter ones are left out; e.g. runs of
+            50k and 100k steps in one table at 50k.
 
     Raises:
         FileNotFoundError: no runs under ``runs_dir``.
@@ -97,6 +102,8 @@ def build_report(
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
     runs = load_runs(runs_dir)
+    if at_env_steps is not None:
+        runs = [truncate_run(r, at_env_steps) for r in runs]
     finished = [r for r in runs if r.state is RunState.FINISHED and r.evaluations]
     excluded = [
         f"{r.run_dir} ({_state_label(r.state)}, {len(r.evaluations)} evaluations)"

@@ -6,8 +6,8 @@ Which evaluation of a run counts is explicit (``metric``):
 - ``best``: the evaluation with the highest mean success over training (per-task rates from
   that same evaluation). This is how the CARE/Aligned-MTL MT10 tables were made; it is
   optimistic, since it picks the maximum of noisy evaluations;
-- ``last3``: per task, the mean of the last three evaluations (of all, when fewer): less
-  noisy than ``final``, at the price of looking a little back in training.
+- ``last3``: the mean of the last three evaluations (per task, then over tasks; fewer when a
+  run has fewer): less noisy than ``final``, still an end-of-training reading.
 
 The statistics over seeds come from :func:`envs.statistics.summarize_over_seeds`.
 """
@@ -29,9 +29,7 @@ METRIC_DESCRIPTIONS = {
         "best evaluation over training (per run, the evaluation with the highest mean success; "
         "optimistic, as in the CARE/Aligned-MTL MT10 tables)"
     ),
-    "last3": (
-        "mean of the last three evaluations (per run and task; less noisy than the final one)"
-    ),
+    "last3": "mean of the last three evaluations (per task; less noisy than the final one)",
 }
 
 
@@ -86,7 +84,7 @@ def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
     if metric == "final":
         return run.evaluations[-1]
     if metric == "last3":
-        return mean_of_last(run.evaluations, LAST_EVALUATIONS)
+        return mean_of_evaluations(run.evaluations[-LAST_EVALUATIONS:])
     best = run.evaluations[0]
     for evaluation in run.evaluations[1:]:
         if evaluation.mean_success > best.mean_success:
@@ -94,17 +92,18 @@ def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
     return best
 
 
-def mean_of_last(evaluations: Sequence[Evaluation], count: int) -> Evaluation:
-    """One :class:`Evaluation` averaging the last ``count`` ones: per-task success and mean
-    success averaged, env steps and wall time of the last one."""
-    last = list(evaluations[-count:])
-    tasks = last[-1].success
+def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """One evaluation whose success rates are the per-task means of ``evaluations`` (same
+    tasks in each), dated at the last one."""
+    tasks = list(evaluations[-1].success)
+    success = {t: sum(e.success[t] for e in evaluations) / len(evaluations) for t in tasks}
+    last = evaluations[-1]
     return Evaluation(
-        env_steps=last[-1].env_steps,
-        mean_success=sum(e.mean_success for e in last) / len(last),
-        success={t: sum(e.success[t] for e in last) / len(last) for t in tasks},
-        episodes_per_task=last[-1].episodes_per_task,
-        wall_time_s=last[-1].wall_time_s,
+        env_steps=last.env_steps,
+        mean_success=sum(success.values()) / len(success),
+        success=success,
+        episodes_per_task=last.episodes_per_task,
+        wall_time_s=last.wall_time_s,
     )
 
 
@@ -114,7 +113,7 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
     Args:
         group: the row's runs.
         tasks: task names (every run must have evaluated all of them).
-        metric: ``final``, ``best`` or ``last3``.
+        metric: one of :data:`METRICS`.
         seed: seed of the bootstrap resampling (fixed, so a report is reproducible).
     """
     from envs.statistics import summarize_over_seeds

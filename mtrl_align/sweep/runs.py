@@ -7,6 +7,8 @@ any depth, so a report can be pointed at one sweep or at a folder of sweeps.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +136,24 @@ def load_runs(root: str | Path) -> list[RunRecord]:
     if not dirs:
         raise FileNotFoundError(f"no run directories (with {CONFIG_FILE}) under '{root}'")
     return [load_run(d) for d in dirs]
+
+
+def truncate_run(run: RunRecord, env_steps: int) -> RunRecord:
+    """``run`` as if it had been trained for ``env_steps`` per task: its evaluations up to
+    ``env_steps``, ``train.total_env_steps`` set to it, and finished when it has an
+    evaluation at exactly ``env_steps`` (whatever its own state; a run stopped before or
+    evaluated elsewhere keeps its state, so a report leaves it out).
+
+    Raises:
+        ValueError: ``env_steps`` < 1.
+    """
+    if env_steps < 1:
+        raise ValueError(f"env_steps must be >= 1, got {env_steps}")
+    kept = [e for e in run.evaluations if e.env_steps <= env_steps]
+    reached = bool(kept) and kept[-1].env_steps == env_steps
+    config = copy.deepcopy(run.config)
+    config.setdefault("train", {})["total_env_steps"] = env_steps
+    state = RunState.FINISHED if reached else run.state
+    if not reached and run.state is RunState.FINISHED:
+        state = RunState.INTERRUPTED
+    return dataclasses.replace(run, config=config, evaluations=kept, state=state)

@@ -81,6 +81,7 @@ def evaluate_run(
             env.action_dim,
             device=torch_device,
             seed=config.seed,
+            task_names=list(env.task_names),
         )
         agent.load_state_dict(state["agent"])
         return evaluate(

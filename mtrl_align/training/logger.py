@@ -7,6 +7,9 @@ The x axis of every scalar is the number of env steps per task. Keys:
 - ``losses/critic/<task>``, ``losses/actor/<task>``, ``losses/alpha/<task>`` and their
   ``losses/*_mean`` over tasks
 - ``temperature/<task>``; ``values/mean_q/<task>``, ``values/log_prob/<task>``
+- ``loss_scale/<task>`` (the per-task loss scale s of the update, when
+  ``aggregation.temperature_task_weights`` or PaCo's extreme-task handling is on),
+  ``paco/extreme_task_count/<task>`` (updates in which PaCo masked the task, so far)
 - ``aggregation/<network>/weight/<task>`` (task weights the aggregator applied),
   ``aggregation/<network>/{kappa,gms,min_cos,max_norm_ratio,mean_cos}`` (stats of the
   per-task gradients of the shared parameters), ``aggregation/<network>/stat/<name>``
@@ -38,6 +41,8 @@ PER_TASK_METRICS = {
     "alpha": "temperature",
     "mean_q": "values/mean_q",
     "log_prob": "values/log_prob",
+    "loss_scale": "loss_scale",
+    "extreme_task_count": "paco/extreme_task_count",
 }
 
 

@@ -176,6 +176,7 @@ class Trainer:
             sync_free=resolve_sync_free(
                 config.train.sync_free, str(self.device), config.aggregation
             ),
+            task_names=self.task_names,
         )
         self.reward_normalizer = (
             RewardNormalizer(

@@ -1,4 +1,4 @@
-"""Task-conditioned networks for multi-task SAC: the three MLP variants and the factory.
+"""The three MLP variants of multi-task SAC.
 
 ``shared``       one network for all tasks; the observation keeps its one-hot task id.
 ``task-encoder`` the one-hot id is replaced by a learned task embedding [T, D] (task-specific),
@@ -12,47 +12,25 @@ Every forward takes ``task_index`` and works in two modes:
 * all tasks: ``task_index`` [T], inputs [T, N, d] -> outputs [T, N, out].
 
 Shared parameters are everything except the task embedding and the heads
-(:meth:`TaskConditionedMLP.is_task_specific`).
-
-:func:`build_network` is the one place actors and critics get their networks from: it builds a
-:class:`TaskConditionedMLP` for the three variants above and the architectures of
-:mod:`agents.architectures` (``soft-modules``, ``care``, ``moore``, ``paco``, ``film``) for the
-others; all of them share the forward contract and ``is_task_specific(name)``.
+(:meth:`TaskConditionedMLP.is_task_specific`). Build it (and every other variant) with
+:func:`agents.architectures.build_network`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from agents.architectures.common import _rows
 from agents.initialization import InitSpec, init_bias_, init_head_, init_weight_
 from agents.trunks import TrunkSpec, build_trunk
 
 MLP_VARIANTS = ("shared", "task-encoder", "multi-head")
 """Variants built as a :class:`TaskConditionedMLP`."""
-VARIANTS = (*MLP_VARIANTS, "soft-modules", "care", "moore", "paco", "film")
-"""Every network variant :func:`build_network` knows."""
-NETWORK_OPTIONS = ("num_experts", "num_modules", "num_module_layers", "module_hidden")
-"""Architecture options (``AgentConfig`` fields of the same name; None = the variant's default)."""
 TASK_SPECIFIC_PREFIXES = ("task_embedding", "heads.")
-
-
-def _uniform_(tensor: Tensor, fan_in: int, generator: torch.Generator) -> None:
-    bound = 1.0 / math.sqrt(fan_in)
-    with torch.no_grad():
-        tensor.uniform_(-bound, bound, generator=generator)
-
-
-def _rows(table: Tensor, task_index: Tensor) -> Tensor:
-    """``table[task_index]`` for a 0-dim or [T] index, written with ``index_select`` so that it
-    also works when ``task_index`` is batched by ``torch.func.vmap``."""
-    rows = table.index_select(0, task_index.reshape(-1))
-    return rows.reshape(*task_index.shape, *table.shape[1:])
 
 
 class TaskConditionedMLP(nn.Module):
@@ -90,7 +68,7 @@ class TaskConditionedMLP(nn.Module):
         if variant not in MLP_VARIANTS:
             raise ValueError(
                 f"unknown network variant {variant!r} for TaskConditionedMLP; choose from: "
-                f"{', '.join(MLP_VARIANTS)} (build_network knows {', '.join(VARIANTS)})"
+                f"{', '.join(MLP_VARIANTS)} (agents.architectures.build_network builds the others)"
             )
         if obs_dim <= num_tasks:
             raise ValueError(
@@ -181,85 +159,3 @@ class TaskConditionedMLP(nn.Module):
             return F.linear(h, weight, bias), h
         # weight [T, o, h], h [T, N, h]
         return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2)), h
-
-
-def network_options(config: Any) -> dict[str, int]:
-    """The architecture options set (not None) on an ``AgentConfig``, for :func:`build_network`."""
-    values = {name: getattr(config, name, None) for name in NETWORK_OPTIONS}
-    return {name: value for name, value in values.items() if value is not None}
-
-
-def build_network(
-    variant: str,
-    obs_dim: int,
-    num_tasks: int,
-    extra_dim: int,
-    hidden: Sequence[int],
-    out_dim: int,
-    embedding_dim: int = 50,
-    generator: torch.Generator | None = None,
-    options: Mapping[str, Any] | None = None,
-    init: InitSpec | None = None,
-    trunk: TrunkSpec | None = None,
-) -> nn.Module:
-    """The task-conditioned network of ``variant`` (arguments as for :class:`TaskConditionedMLP`).
-
-    Args:
-        options: architecture options (:data:`NETWORK_OPTIONS`); a missing or None entry means
-            the variant's MT10 default. The MLP variants take none.
-        init: initial weights (:class:`agents.initialization.InitSpec`); the architectures
-            beyond the MLP variants only take the default yet.
-        trunk: hidden layers of the MLP variants (:class:`agents.trunks.TrunkSpec`); the
-            other architectures only take the plain default.
-
-    Returns:
-        A module with ``forward(obs, extra, task_index) -> (out, features)`` and
-        ``is_task_specific(name)``.
-    """
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(options) - set(NETWORK_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"unknown network option(s) {unknown}; choose from: {', '.join(NETWORK_OPTIONS)}"
-        )
-    if variant in MLP_VARIANTS:
-        if options:
-            raise ValueError(
-                f"network option(s) {sorted(options)} do not apply to variant {variant!r}"
-            )
-        return TaskConditionedMLP(
-            variant,
-            obs_dim,
-            num_tasks,
-            extra_dim=extra_dim,
-            hidden=hidden,
-            out_dim=out_dim,
-            embedding_dim=embedding_dim,
-            generator=generator,
-            init=init,
-            trunk=trunk,
-        )
-    if trunk is not None and not trunk.is_plain:
-        raise ValueError(
-            f"trunk {trunk.kind!r} (layer_norm={trunk.layer_norm}) is only implemented for the "
-            f"variants {', '.join(MLP_VARIANTS)}, not {variant!r}; use the plain mlp trunk"
-        )
-    if init is not None and not init.is_default:
-        raise ValueError(
-            f"init scheme {init.scheme!r} with head bound {init.head_bound} is only implemented "
-            f"for the variants {', '.join(MLP_VARIANTS)}, not {variant!r}; use agent.init=torch "
-            "and null head bounds"
-        )
-    from agents.architectures import build_architecture
-
-    return build_architecture(
-        variant,
-        obs_dim=obs_dim,
-        num_tasks=num_tasks,
-        extra_dim=extra_dim,
-        hidden=hidden,
-        out_dim=out_dim,
-        embedding_dim=embedding_dim,
-        generator=generator,
-        options=options,
-    )
