@@ -43,7 +43,14 @@ from typing import Any
 
 import yaml
 
-from mtrl_align.bench.jax_peer import ENV_PEER, ENV_PYTHON, peer_commit, taskset_prefix, thread_env
+from mtrl_align.bench.jax_peer import (
+    ENV_PEER,
+    ENV_PYTHON,
+    PEER_RUN_BUILDER,
+    peer_commit,
+    taskset_prefix,
+    thread_env,
+)
 
 METHOD_LABEL = "reference-mtsac"
 """``aggregation.method`` of a peer run's config.yaml (its row label in reports)."""
@@ -64,52 +71,9 @@ import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.evaluation import evaluation
 
-from metaworld_algorithms.config.networks import (
-    ContinuousActionPolicyConfig,
-    QValueFunctionConfig,
-)
-from metaworld_algorithms.config.nn import VanillaNetworkConfig
-from metaworld_algorithms.config.optim import OptimizerConfig
-from metaworld_algorithms.config.rl import OffPolicyTrainingConfig
-from metaworld_algorithms.envs import MetaworldConfig
-from metaworld_algorithms.rl.algorithms import MTSACConfig, get_algorithm_for_config
-from metaworld_algorithms.rl.algorithms.mtsac import MTSAC
-from metaworld_algorithms.run import Run
-
-num_tasks = 10
+exec(spec["builder"])  # the peer's imports and build_run (mtrl_align.bench.jax_peer)
 steps = spec["steps_per_task"]
-
-
-def net():
-    return VanillaNetworkConfig(
-        width=spec["width"], depth=spec["depth"], optimizer=OptimizerConfig(max_grad_norm=1.0)
-    )
-
-
-# examples/multi_task/mtsac_mt10.py with the budget of the spec; no wandb, no checkpoints
-run = Run(
-    run_name="mt10_mtsac_parity",
-    seed=spec["seed"],
-    data_dir=pathlib.Path(spec["data_dir"]),
-    env=MetaworldConfig(
-        env_id="MT10", terminate_on_success=False, max_episode_steps=spec["episode_steps"]
-    ),
-    algorithm=MTSACConfig(
-        num_tasks=num_tasks,
-        gamma=0.99,
-        actor_config=ContinuousActionPolicyConfig(network_config=net()),
-        critic_config=QValueFunctionConfig(network_config=net()),
-        num_critics=2,
-    ),
-    training_config=OffPolicyTrainingConfig(
-        total_steps=num_tasks * steps,
-        buffer_size=spec["buffer_size"],
-        batch_size=num_tasks * spec["per_task_batch"],
-        warmstart_steps=spec["warmstart"],
-        evaluation_frequency=0,
-    ),
-    checkpoint=False,
-)
+run = build_run(spec, "mt10_mtsac_parity", steps)
 
 envs = run.env.spawn(seed=run.seed)
 eval_envs = run.env.spawn(seed=run.seed)
@@ -297,6 +261,7 @@ def train_reference(peer: Path, python: str, run_dir: Path, seed: int, budget: P
         runner.write_text(_TRAIN_RUNNER)
         spec = {
             **asdict(budget),
+            "builder": PEER_RUN_BUILDER,
             "peer": str(peer),
             "seed": seed,
             "data_dir": str(Path(tmp) / "data"),
