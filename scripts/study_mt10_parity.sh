@@ -70,7 +70,10 @@ report() {
   for run in "$OLD_RUNS"/seed_*; do
     [[ -d $SWEEPS/old_defaults/$(basename "$run") ]] || cp -r "$run" "$SWEEPS/old_defaults/"
   done
-  "${MTRL[@]}" archive "$SWEEPS" "$ARCHIVE" || status=$?
+  # archive our new runs and the reference's (the old defaults stay archived with the first study)
+  for name in reference new_defaults ablations; do
+    [[ -d $SWEEPS/$name ]] && { "${MTRL[@]}" archive "$SWEEPS/$name" "$ARCHIVE/$name" || status=$?; }
+  done
   for metric in final last3; do
     "${MTRL[@]}" report "$SWEEPS" --out "$RESULTS/full_$metric" --metric "$metric" \
       --baseline reference-mtsac --no-stability >/dev/null || status=$?

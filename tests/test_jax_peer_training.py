@@ -39,6 +39,8 @@ for at in range(spec["eval_every"], stop + 1, spec["eval_every"]):
     with open(spec["eval_file"], "a") as f:
         f.write(json.dumps(line) + "\\n")
 print("threads", os.environ.get("OMP_NUM_THREADS"))
+status_file = os.path.join(os.path.dirname(spec["eval_file"]), "status.json")
+print("status while training:", json.load(open(status_file))["state"])
 """
 
 
@@ -63,7 +65,9 @@ def test_a_finished_peer_run_reads_as_a_run_and_is_skipped_after(fake_peer, tmp_
     assert run.state is RunState.FINISHED
     assert run.method == peer_training.METHOD_LABEL and run.seed == 1
     assert [e.env_steps for e in run.evaluations] == list(range(10_000, 100_001, 10_000))
-    assert "threads 1" in (run_dir / "peer.log").read_text()  # one thread, as our study
+    log = (run_dir / "peer.log").read_text()
+    assert "threads 1" in log  # one thread, as our study
+    assert "status while training: running" in log  # as our runs say while they train
     assert peer_training.train_reference(peer, str(python), run_dir, 1, budget) == "skipped"
     other = peer_training.PeerBudget(steps_per_task=50_000)
     with pytest.raises(peer_training.PeerTrainingError, match="another config"):

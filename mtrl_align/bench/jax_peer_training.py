@@ -255,7 +255,7 @@ def train_reference(peer: Path, python: str, run_dir: Path, seed: int, budget: P
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     eval_file.unlink(missing_ok=True)  # the peer cannot resume: start again
-    _write_status(run_dir, "interrupted", 0, None)
+    _write_status(run_dir, "running", 0, None)
     with tempfile.TemporaryDirectory(prefix="jax_peer_train_") as tmp:
         runner = Path(tmp) / "peer_train_runner.py"
         runner.write_text(_TRAIN_RUNNER)
