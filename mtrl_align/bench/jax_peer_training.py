@@ -125,23 +125,7 @@ def update_then_evaluate(self, data):
 
 MTSAC.update = update_then_evaluate
 
-algorithm = get_algorithm_for_config(run.algorithm).initialize(
-    run.algorithm, run.env, seed=run.seed
-)
-random.seed(run.seed)
-np.random.seed(run.seed)
-algorithm.train(
-    config=run.training_config,
-    envs=envs,
-    env_config=run.env,
-    run_timestamp=str(int(time.time())),
-    seed=run.seed,
-    track=False,
-    checkpoint_manager=None,
-    checkpoint_metadata=None,
-    buffer_checkpoint=None,
-    recording=run._get_recording_config(),
-)
+train_run(run, envs)
 envs.close()
 eval_envs.close()
 print("PEER_DONE " + json.dumps({"env_steps": counts["env_steps"], "jax": jax.__version__}))
