@@ -111,6 +111,4 @@ def test_budget_and_seeds_are_checked():
         peer_training.PeerBudget(steps_per_task=15_000, eval_every=10_000)
     with pytest.raises(ValueError, match="width"):
         peer_training.PeerBudget(width=0)
-    assert peer_training.parse_seeds("0:3,7") == [0, 1, 2, 7]
-    with pytest.raises(ValueError, match="no seeds"):
-        peer_training.parse_seeds(",")
+    assert peer_training.parse_seeds("0:3,7") == [0, 1, 2, 7]  # the sweep's seed syntax

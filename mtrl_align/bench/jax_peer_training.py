@@ -51,6 +51,7 @@ from mtrl_align.bench.jax_peer import (
     taskset_prefix,
     thread_env,
 )
+from mtrl_align.sweep.plan import parse_seeds
 
 METHOD_LABEL = "reference-mtsac"
 """``aggregation.method`` of a peer run's config.yaml (its row label in reports)."""
@@ -279,19 +280,6 @@ def train_reference(peer: Path, python: str, run_dir: Path, seed: int, budget: P
         raise PeerTrainingError(f"{run_dir}: {error}")
     _write_status(run_dir, "finished", done, None)
     return "finished"
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``0:3`` (0, 1, 2), ``0:10:2`` or ``1,4,7`` (combinable with commas)."""
-    seeds: list[int] = []
-    for part in (p for p in text.split(",") if p):
-        if ":" in part:
-            seeds.extend(range(*(int(x) for x in part.split(":"))))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in {text!r}; write e.g. 0:3 or 1,4,7")
-    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
