@@ -41,6 +41,8 @@ for at in range(spec["eval_every"], stop + 1, spec["eval_every"]):
 print("threads", os.environ.get("OMP_NUM_THREADS"))
 status_file = os.path.join(os.path.dirname(spec["eval_file"]), "status.json")
 print("status while training:", json.load(open(status_file))["state"])
+versions = {{name: "9.9." + name for name in spec["packages"]}}
+print("PEER_DONE " + json.dumps({{"env_steps": stop, "versions": versions}}))
 """
 
 
@@ -68,6 +70,11 @@ def test_a_finished_peer_run_reads_as_a_run_and_is_skipped_after(fake_peer, tmp_
     log = (run_dir / "peer.log").read_text()
     assert "threads 1" in log  # one thread, as our study
     assert "status while training: running" in log  # as our runs say while they train
+    # the peer venv's package versions, as its runner reported them, are in config.yaml
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["reference"]["versions"] == {
+        name: "9.9." + name for name in peer_training.PEER_PACKAGES
+    }
     assert peer_training.train_reference(peer, str(python), run_dir, 1, budget) == "skipped"
     other = peer_training.PeerBudget(steps_per_task=50_000)
     with pytest.raises(peer_training.PeerTrainingError, match="another config"):
