@@ -4,7 +4,8 @@
 # configs/mt10_cpu_efficient_ablation.yaml (the study's protocol and agent at half the steps).
 # Each arm switches a few keys of that config back; arm by arm the pieces are added:
 #   mt-sac       MT-SAC with the reference options: shared 2 x 128 MLPs, MSE critic, he-uniform
-#   reward-norm  + BRC's per-task reward normalisation
+#   reward-norm  + BRC's per-task reward normalisation, with BRC's temperature (initial 0.1,
+#                target entropy -|A|/2), which the normalised reward scale needs
 #   categorical  + categorical critic (HL-Gauss, 101 atoms on [-10, 10])
 #   bronet       + BroNet critic (128 wide, 1 block), LayerNorm actor, orthogonal init
 #   efficient    + learned task embeddings (task-encoder): the config as it is
@@ -32,10 +33,10 @@ MTRL=(python -m mtrl_align.cli)
 
 MT_SAC=(agent.variant=shared "agent.critic_hidden=[128,128]" agent.critic_trunk=mlp
   agent.layer_norm=false agent.critic_loss=mse agent.reward_normalization=false
-  agent.init=he-uniform)
+  agent.init=he-uniform agent.init_temperature=1.0 agent.target_entropy=null)
 declare -A ARM
 ARM[mt-sac]="${MT_SAC[*]}"
-ARM[reward-norm]="${ARM[mt-sac]} agent.reward_normalization=true"
+ARM[reward-norm]="${ARM[mt-sac]} agent.reward_normalization=true agent.init_temperature=0.1 agent.target_entropy=-2.0"
 ARM[categorical]="${ARM[reward-norm]} agent.critic_loss=hl-gauss"
 ARM[bronet]="${ARM[categorical]} agent.critic_trunk=bronet agent.critic_hidden=[128] agent.layer_norm=true agent.init=orthogonal"
 ARM[efficient]=""
