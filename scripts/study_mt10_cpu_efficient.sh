@@ -6,10 +6,13 @@
 #      (docs/results/mt10_cpu_efficient/runs/) and the 30 runs of the first CPU study
 #      (docs/results/mt10_cpu_study/runs/ -> .../mt10_cpu_study/; only read by the report);
 #   2. seed by seed (0..4): the efficient critic with uniform, aligned-mtl and pcgrad
-#      (.../efficient), and MT-SAC with the reference options (shared 2 x 128 MLPs, MSE critic,
-#      no reward normalisation, he-uniform init; .../mt-sac);
-#   3. archive every finished run of steps 2 (config.yaml, eval.jsonl, status.json,
-#      scalars.jsonl) into docs/results/mt10_cpu_efficient/runs/;
+#      (.../efficient), and MT-SAC with the new defaults (configs/mt10_cpu_study.yaml, the
+#      reference options; .../mt-sac). Those MT-SAC runs are the reference-parity study's "new
+#      defaults" (docs/results/mt10_reference_parity/runs/new_defaults/): they are restored
+#      first, so only seeds that study has not finished are trained;
+#   3. archive every finished run of step 2 (config.yaml, eval.jsonl, status.json,
+#      scalars.jsonl): the efficient runs into docs/results/mt10_cpu_efficient/runs/, the
+#      MT-SAC runs next to the parity study's;
 #   4. report over all of runs/sweeps/mt10_cpu_efficient (these runs and the first study's):
 #      docs/results/mt10_cpu_efficient/report.md with the final evaluation and
 #      docs/results/mt10_cpu_efficient/report_last3/report.md with the mean of the last three,
@@ -27,11 +30,10 @@ RESULTS=${RESULTS:-docs/results/mt10_cpu_efficient}
 SEEDS=${SEEDS:-0,1,2,3,4}
 FIRST_STUDY=${FIRST_STUDY-docs/results/mt10_cpu_study/runs}
 ARCHIVE=$RESULTS/runs
+# MT-SAC with the new defaults: the config and the archive of the reference-parity study
+MT_SAC_CONFIG=configs/mt10_cpu_study.yaml
+MT_SAC_ARCHIVE=${MT_SAC_ARCHIVE:-docs/results/mt10_reference_parity/runs/new_defaults}
 MTRL=(python -m mtrl_align.cli)
-# MT-SAC with the reference options: the study config with the efficient pieces switched off
-MT_SAC=(agent.variant=shared "agent.critic_hidden=[128,128]" agent.critic_trunk=mlp
-  agent.layer_norm=false agent.critic_loss=mse agent.reward_normalization=false
-  agent.init=he-uniform)
 BASELINE="uniform (agent.critic_loss=mse, agent.init=he-uniform)"
 
 archive_only=0
@@ -47,14 +49,17 @@ if [[ $archive_only == 0 ]]; then
   if [[ -d $ARCHIVE ]]; then
     "${MTRL[@]}" restore "$ARCHIVE" "$SWEEPS" || exit $?
   fi
+  if [[ -d $MT_SAC_ARCHIVE ]]; then
+    "${MTRL[@]}" restore "$MT_SAC_ARCHIVE" "$SWEEPS/mt-sac" || exit $?
+  fi
   if [[ -n $FIRST_STUDY && -d $FIRST_STUDY ]]; then
     "${MTRL[@]}" restore "$FIRST_STUDY" "$SWEEPS/mt10_cpu_study" || exit $?
   fi
   for seed in ${SEEDS//,/ }; do
     "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform,aligned-mtl,pcgrad \
       --out "$SWEEPS/efficient" "$@" || status=$?
-    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform --out "$SWEEPS/mt-sac" \
-      "${MT_SAC[@]}" "$@" || status=$?
+    "${MTRL[@]}" sweep "$MT_SAC_CONFIG" --seeds "$seed" --methods uniform \
+      --out "$SWEEPS/mt-sac" "$@" || status=$?
   done
   case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 fi
@@ -63,11 +68,12 @@ if [[ ! -d $SWEEPS ]]; then
   echo "study: no runs under $SWEEPS yet" >&2
   exit 1
 fi
-for part in efficient mt-sac; do
-  if [[ -d $SWEEPS/$part ]]; then
-    "${MTRL[@]}" archive "$SWEEPS/$part" "$ARCHIVE/$part" || exit $?
-  fi
-done
+if [[ -d $SWEEPS/efficient ]]; then
+  "${MTRL[@]}" archive "$SWEEPS/efficient" "$ARCHIVE/efficient" || exit $?
+fi
+if [[ -d $SWEEPS/mt-sac ]]; then
+  "${MTRL[@]}" archive "$SWEEPS/mt-sac" "$MT_SAC_ARCHIVE" || exit $?
+fi
 for metric in final last3; do
   out=$RESULTS
   [[ $metric == last3 ]] && out=$RESULTS/report_last3
