@@ -11,6 +11,9 @@
 #   efficient    + learned task embeddings (task-encoder): the config as it is
 #   two-hot      efficient with two-hot instead of HL-Gauss targets
 #   rr2          efficient with 2 updates per env step (replay ratio 2, about 2x the CPU time)
+#   mt-sac-rr2   mt-sac with 2 updates per env step: the replay ratio alone, on the small nets
+#   categorical-rr2  categorical with 2 updates per env step (reward normalisation and the
+#                categorical critic on the small nets, replay ratio 2)
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>; the report (mean
 # success +- SEM, IQM, per task, differences from mt-sac, wall time per run, gradient stability
 # and task interference per arm) goes to docs/results/mt10_cpu_efficient_ablation/ for the final
@@ -42,7 +45,9 @@ ARM[bronet]="${ARM[categorical]} agent.critic_trunk=bronet agent.critic_hidden=[
 ARM[efficient]=""
 ARM[two-hot]="agent.critic_loss=two-hot"
 ARM[rr2]="train.updates_per_env_step=2"
-ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2)
+ARM[mt-sac-rr2]="${ARM[mt-sac]} train.updates_per_env_step=2"
+ARM[categorical-rr2]="${ARM[categorical]} train.updates_per_env_step=2"
+ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2)
 BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False)"
 
 arms=("${ORDER[@]}")
