@@ -17,6 +17,10 @@
 #   mt-sac-rr2   mt-sac with 2 updates per env step: the replay ratio alone, on the small nets
 #   categorical-rr2  categorical with 2 updates per env step (reward normalisation and the
 #                categorical critic on the small nets, replay ratio 2)
+#   categorical-alpha0.01  categorical with initial temperature 0.01 instead of BRC's 0.1: with
+#                normalised rewards (<= 0.1 per step) the entropy bonus at alpha 0.1 outweighs
+#                them until alpha has fallen (~10k updates); does a lower start remove the
+#                slow first 20k steps?
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>. Finished runs
 # are archived into docs/results/mt10_cpu_efficient_ablation/runs/ (the mt-sac arm's next to the
 # parity study's) and restored from there first, so a new machine continues where the last one
@@ -56,7 +60,9 @@ ARM[two-hot]="agent.critic_loss=two-hot"
 ARM[rr2]="train.updates_per_env_step=2"
 ARM[mt-sac-rr2]="${MT_SAC[*]} train.updates_per_env_step=2"
 ARM[categorical-rr2]="${ARM[categorical]} train.updates_per_env_step=2"
-ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2)
+ARM[categorical-alpha0.01]="${ARM[categorical]} agent.init_temperature=0.01"
+ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2
+  categorical-alpha0.01)
 BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False, train.updates_per_env_step=1)"
 
 arms=("${ORDER[@]}")
