@@ -61,6 +61,19 @@ def test_report_at_steps_reads_each_run_at_that_evaluation(mixed_runs, tmp_path)
     assert any("seed_3" in line for line in report.excluded)
 
 
+def test_runs_left_out_say_why(mixed_runs, tmp_path):
+    report = build_report(
+        mixed_runs, tmp_path / "out", with_plots=False, with_stability=False, at_env_steps=100_000
+    )
+    (row,) = report.rows
+    assert row.seeds == [0, 1]
+    notes = {line.split(" (")[0].rsplit("/", 1)[-1]: line for line in report.excluded}
+    assert set(notes) == {"seed_2", "seed_3"}
+    assert "finished at 50,000 env steps, before 100,000" in notes["seed_2"]
+    # seed 3 stopped at 40k unfinished: its state and evaluations, not "finished at"
+    assert "finished at" not in notes["seed_3"] and "4 evaluations" in notes["seed_3"]
+
+
 def test_without_at_steps_runs_of_other_lengths_are_refused(mixed_runs, tmp_path):
     with pytest.raises(ValueError, match="protocol|env steps"):
         build_report(mixed_runs, tmp_path / "out", with_plots=False, with_stability=False)

@@ -13,7 +13,7 @@ from mtrl_align.sweep.grouping import group_runs
 from mtrl_align.sweep.plots import plot_intervals, plot_success_curves
 from mtrl_align.sweep.protocol import Protocol, common_protocol
 from mtrl_align.sweep.results import METRICS, RowResult, summarize_group
-from mtrl_align.sweep.runs import load_runs, truncate_run
+from mtrl_align.sweep.runs import RunRecord, load_runs, truncate_run
 from mtrl_align.sweep.state import RunState
 from mtrl_align.sweep.tables import csv_rows, markdown_report, write_csv
 
@@ -101,14 +101,15 @@ def build_report(
         raise ValueError(f"unknown metric '{metric}'; choose from: {', '.join(METRICS)}")
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
-    runs = load_runs(runs_dir)
+    loaded = load_runs(runs_dir)
+    runs = loaded
     if at_env_steps is not None:
-        runs = [truncate_run(r, at_env_steps) for r in runs]
+        runs = [truncate_run(r, at_env_steps) for r in loaded]
     finished = [r for r in runs if r.state is RunState.FINISHED and r.evaluations]
     excluded = [
-        f"{r.run_dir} ({_state_label(r.state)}, {len(r.evaluations)} evaluations)"
-        for r in runs
-        if r not in finished
+        _exclusion_note(original, run, at_env_steps)
+        for original, run in zip(loaded, runs, strict=True)
+        if run not in finished
     ]
     if not finished:
         states = ", ".join(sorted({r.state.value for r in runs}))
@@ -207,6 +208,18 @@ def _comparison_section(rows: list[RowResult], baseline: str | None, seed: int) 
         return [], f"## Differences\n\nNo comparison: {error} (`--baseline LABEL`)."
     comparisons = compare_rows(rows, chosen, seed=seed)
     return comparisons, comparison_markdown(comparisons, chosen)
+
+
+def _exclusion_note(original: RunRecord, run: RunRecord, at_env_steps: int | None) -> str:
+    """Why a run is not in the tables: its state, or that it finished before ``at_env_steps``."""
+    if (
+        at_env_steps is not None
+        and original.state is RunState.FINISHED
+        and run.state is not RunState.FINISHED
+    ):
+        last = original.evaluations[-1].env_steps if original.evaluations else 0
+        return f"{run.run_dir} (finished at {last:,} env steps, before {at_env_steps:,})"
+    return f"{run.run_dir} ({_state_label(run.state)}, {len(run.evaluations)} evaluations)"
 
 
 def _state_label(state: RunState) -> str:
