@@ -150,6 +150,24 @@ def test_same_seed_gives_the_same_run(reference_run, tiny_config_path, tmp_path)
     assert_same_agent(final_agent(again), final_agent(reference_run))
 
 
+def test_run_length_and_log_interval_do_not_change_the_steps_before(
+    reference_run, tiny_config_path, tmp_path
+):
+    """A shorter run with another logging interval is the longer run's beginning: ablations
+    read 100k runs at 50k as if they were 50k runs (scripts/ablate_mt10_cpu_efficient.sh)."""
+    short = train(
+        config_for(
+            tiny_config_path,
+            tmp_path / "short",
+            "train.total_env_steps=60",
+            "train.log_every_updates=7",
+        )
+    )
+    (at_60,) = evaluations_without_time(short)
+    long_at_60 = [e for e in evaluations_without_time(reference_run) if e["env_steps"] == 60]
+    assert at_60["env_steps"] == 60 and long_at_60 == [at_60]
+
+
 def crash_after_first_checkpoint(config, monkeypatch) -> None:
     """Train ``config`` until its first checkpoint is written, then crash."""
     original = loop_module.Trainer._save_latest
