@@ -33,7 +33,8 @@ class CriticBatch(NamedTuple):
     actions: Tensor
     """[T, B, A] actions taken."""
     targets: Tensor
-    """[T, B] soft Bellman targets r + gamma (1 - done) (min Q' - alpha log pi), no gradient;
+    """[T, B] soft Bellman targets r + gamma (1 - done) (min Q' - alpha log pi) (or the mean of
+    the twin Q', ``agent.q_reduction``), no gradient;
     for a categorical critic their target distributions [T, B, K]."""
 
 
@@ -48,12 +49,29 @@ class ActorBatch(NamedTuple):
     """[T] entropy temperatures (detached)."""
 
 
-class SACLosses:
-    """Critic and actor losses of multi-task SAC for given modules (parameters passed in)."""
+def twin_q(q: Tensor, reduction: str) -> Tensor:
+    """One Q [...] from the twin critics' values ``q`` [2, ...]: their minimum (SAC's clipped
+    double Q) or their mean (BRC's ensemble mean)."""
+    if reduction == "min":
+        return torch.minimum(q[0], q[1])
+    if reduction == "mean":
+        return 0.5 * (q[0] + q[1])
+    raise ValueError(f"unknown twin-Q reduction {reduction!r}; choose min or mean")
 
-    def __init__(self, actor: TanhGaussianActor, critic: TwinCritic) -> None:
+
+class SACLosses:
+    """Critic and actor losses of multi-task SAC for given modules (parameters passed in).
+
+    ``q_reduction`` (``agent.q_reduction``) turns the twin critics into the actor's Q.
+    """
+
+    def __init__(
+        self, actor: TanhGaussianActor, critic: TwinCritic, q_reduction: str = "min"
+    ) -> None:
+        twin_q(torch.zeros(2), q_reduction)  # a bad name fails here, not in the first update
         self.actor = actor
         self.critic = critic
+        self.q_reduction = q_reduction
 
     # -- critic ----------------------------------------------------------------------------
     def critic_terms(
@@ -93,7 +111,8 @@ class SACLosses:
         task_index: Tensor,
         critic_params: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-        """``(loss, mean_log_prob, features)`` with loss = mean(alpha log pi(a|s) - min Q(s, a)).
+        """``(loss, mean_log_prob, features)`` with loss = mean(alpha log pi(a|s) - Q(s, a)), Q
+        the min (or mean, ``q_reduction``) of the twin critics.
 
         ``critic_params`` are constants here (pass detached tensors); the gradient reaches the
         actor through the reparameterised action. mean_log_prob feeds the temperature loss.
@@ -101,8 +120,7 @@ class SACLosses:
         mean, log_std, features = functional_call(self.actor, params, (batch.obs, task_index))
         action, log_prob = sample_tanh_gaussian(mean, log_std, batch.noise)
         q, _ = functional_call(self.critic, critic_params, (batch.obs, action, task_index))
-        q_min = torch.minimum(q[0], q[1])
-        loss = (batch.alpha.unsqueeze(-1) * log_prob - q_min).mean(-1)
+        loss = (batch.alpha.unsqueeze(-1) * log_prob - twin_q(q, self.q_reduction)).mean(-1)
         return loss, log_prob.detach().mean(-1), features
 
     def actor_loss(

@@ -56,7 +56,7 @@ from agents.categorical import CategoricalSupport
 from agents.critic import TwinCritic
 from agents.gradients import NetworkGradients, NetworkStep, PendingStep, all_finite
 from agents.initialization import InitSpec
-from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses
+from agents.losses import ActorBatch, CriticBatch, SACLosses, temperature_losses, twin_q
 from agents.networks import network_options
 from agents.sync_free import finite_flag, masked_adam_step, masked_lerp_
 from agents.trunks import trunk_spec
@@ -252,7 +252,7 @@ class MultiTaskSAC:
             )
             for network in aggregation_config.networks
         }
-        self.losses = SACLosses(self.actor, self.critic)
+        self.losses = SACLosses(self.actor, self.critic, config.q_reduction)
         self.compiled = bool(compile)
         critic_all, actor_all = self.losses.critic_loss, self.losses.actor_loss
         self._targets_fn = self._soft_targets
@@ -344,7 +344,8 @@ class MultiTaskSAC:
         critic, :mod:`agents.categorical`).
 
         y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s'),
-        with Q'_i the expectation of target critic i for a categorical critic.
+        with Q'_i the expectation of target critic i for a categorical critic, and the mean of
+        the two instead of the min when ``agent.q_reduction`` is mean.
         """
         noise = self._noise((*batch.next_obs.shape[:-1], self.action_dim))
         return self._targets_fn(batch.next_obs, batch.rewards, batch.dones, noise, alpha)
@@ -356,7 +357,7 @@ class MultiTaskSAC:
         mean, log_std, _ = self.actor(next_obs, self.task_index)
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, noise)
         q_next, _ = self.critic_target(next_obs, next_action, self.task_index)
-        soft_value = torch.minimum(q_next[0], q_next[1]) - alpha.unsqueeze(-1) * next_log_prob
+        soft_value = twin_q(q_next, self.losses.q_reduction) - alpha.unsqueeze(-1) * next_log_prob
         targets = rewards + self.config.gamma * (1.0 - dones) * soft_value
         support = self.critic.support
         return targets if support is None else support.target(targets)

@@ -24,6 +24,7 @@ VECTOR_STRATEGIES = ("sync", "async")
 INIT_SCHEMES = ("torch", "he-uniform", "orthogonal")
 LOG_STD_BOUNDS = ("tanh", "clip")
 CRITIC_LOSSES = ("mse", "two-hot", "hl-gauss")
+Q_REDUCTIONS = ("min", "mean")
 TRUNKS = ("mlp", "bronet")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -132,6 +133,10 @@ class AgentConfig:
     """Critic target and loss: mse (scalar Q, squared TD error) or a categorical critic with
     num_bins logits over [-v_max, v_max], Q = the expectation, trained by cross-entropy to the
     two-hot or hl-gauss distribution of the clipped scalar Bellman target (BRC: categorical)."""
+    q_reduction: str = "min"
+    """How the twin critics become one Q in the Bellman target and the actor loss: min (SAC's
+    clipped double Q) or mean (BRC: the mean of the two critics, for a categorical critic the
+    expectation of their mean distribution, which is the mean of their expectations)."""
     num_bins: int = 101
     """Atoms of the categorical critic's support (BRC's default 101)."""
     v_max: float = 10.0
@@ -352,6 +357,7 @@ EXTREME_TASK_MODES = ("mask-reset", "mask", "off")
 def _validate_efficient_critic(agent: AgentConfig) -> None:
     """Categorical critic, reward normalisation and trunk options (``ConfigError``)."""
     _choice("agent.critic_loss", agent.critic_loss, CRITIC_LOSSES)
+    _choice("agent.q_reduction", agent.q_reduction, Q_REDUCTIONS)
     if isinstance(agent.num_bins, bool) or agent.num_bins < 2:
         raise ConfigError(
             f"bad value for config key 'agent.num_bins': {agent.num_bins!r}; must be >= 2"

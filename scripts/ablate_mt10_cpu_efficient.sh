@@ -21,6 +21,9 @@
 #                normalised rewards (<= 0.1 per step) the entropy bonus at alpha 0.1 outweighs
 #                them until alpha has fallen (~10k updates); does a lower start remove the
 #                slow first 20k steps?
+#   categorical-mean  categorical with BRC's twin-critic mean instead of SAC's min in the target
+#                and the actor loss (agent.q_reduction=mean)
+#   efficient-mean  efficient with the twin-critic mean
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>. Finished runs
 # are archived into docs/results/mt10_cpu_efficient_ablation/runs/ (the mt-sac arm's next to the
 # parity study's) and restored from there first, so a new machine continues where the last one
@@ -61,8 +64,10 @@ ARM[rr2]="train.updates_per_env_step=2"
 ARM[mt-sac-rr2]="${MT_SAC[*]} train.updates_per_env_step=2"
 ARM[categorical-rr2]="${ARM[categorical]} train.updates_per_env_step=2"
 ARM[categorical-alpha0.01]="${ARM[categorical]} agent.init_temperature=0.01"
+ARM[categorical-mean]="${ARM[categorical]} agent.q_reduction=mean"
+ARM[efficient-mean]="agent.q_reduction=mean"
 ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2
-  categorical-alpha0.01)
+  categorical-alpha0.01 categorical-mean efficient-mean)
 BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False, train.updates_per_env_step=1)"
 
 arms=("${ORDER[@]}")

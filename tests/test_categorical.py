@@ -143,8 +143,11 @@ def test_critic_q_is_the_expectation_and_the_loss_is_cross_entropy():
 
 
 @pytest.mark.parametrize("kind", ["two-hot", "hl-gauss"])
-def test_bellman_target_distribution_has_the_clipped_soft_target_as_expectation(kind):
-    agent = make_categorical_agent(kind, variant="task-encoder", log_std_bound="clip")
+@pytest.mark.parametrize("reduction", ["min", "mean"])
+def test_bellman_target_distribution_has_the_clipped_soft_target_as_expectation(kind, reduction):
+    agent = make_categorical_agent(
+        kind, variant="task-encoder", log_std_bound="clip", q_reduction=reduction
+    )
     batch = make_batch(seed=4)
     rewards = batch.rewards * 3.0  # some targets beyond v_max = 3
     noise = torch.randn(T, B, A, generator=torch.Generator().manual_seed(7))
@@ -152,13 +155,17 @@ def test_bellman_target_distribution_has_the_clipped_soft_target_as_expectation(
     with torch.no_grad():  # twin target critics that disagree, so that the min matters
         agent.critic_target.q2.out_bias.add_(torch.linspace(-2.0, 2.0, 21))
         targets = agent._soft_targets(batch.next_obs, rewards, batch.dones, noise, alpha)
-        # the scalar soft target by hand: min over the target critics' expectations
+        # the scalar soft target by hand
         index = torch.arange(T)
         mean, log_std, _ = agent.actor(batch.next_obs, index)
         action, log_prob = sample_tanh_gaussian(mean, log_std, noise)
         _, _, logits = agent.critic_target(batch.next_obs, action, index, with_logits=True)
-        values = (logits.softmax(-1) * torch.linspace(-3.0, 3.0, 21)).sum(-1)
-        soft = torch.minimum(values[0], values[1]) - alpha[:, None] * log_prob
+        atoms = torch.linspace(-3.0, 3.0, 21)
+        if reduction == "min":  # min over the target critics' expectations
+            value = (logits.softmax(-1) * atoms).sum(-1).min(0).values
+        else:  # BRC: the expectation of the two critics' mean distribution
+            value = (logits.softmax(-1).mean(0) * atoms).sum(-1)
+        soft = value - alpha[:, None] * log_prob
         scalar = rewards + 0.99 * (1.0 - batch.dones) * soft
     assert targets.shape == (T, B, 21)
     expectation = (targets * torch.linspace(-3.0, 3.0, 21)).sum(-1)

@@ -96,10 +96,23 @@ def tanh_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor
     return action.float(), log_prob.sum(-1).float()
 
 
+def pair_reduced(q1: torch.Tensor, q2: torch.Tensor, reduction: str) -> torch.Tensor:
+    """min_i Q_i (SAC) or (Q_1 + Q_2) / 2 (BRC's ensemble mean), elementwise."""
+    if reduction == "min":
+        return torch.where(q1 < q2, q1, q2)
+    return torch.stack([q1, q2]).mean(0)
+
+
 def hand_targets(
-    actor, critic_target, batch: Batch, noise: torch.Tensor, log_alpha: torch.Tensor
+    actor,
+    critic_target,
+    batch: Batch,
+    noise: torch.Tensor,
+    log_alpha: torch.Tensor,
+    reduction: str = "min",
 ) -> torch.Tensor:
-    """y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s')), [T, B]."""
+    """y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s')), [T, B]
+    (the mean of the Q'_i for ``reduction="mean"``)."""
     tasks = torch.arange(T)
     with torch.no_grad():
         mean, log_std, _ = actor(batch.next_obs, tasks)
@@ -107,7 +120,7 @@ def hand_targets(
         q1 = critic_target.q1(batch.next_obs, next_action, tasks)[0].squeeze(-1)
         q2 = critic_target.q2(batch.next_obs, next_action, tasks)[0].squeeze(-1)
         alpha = log_alpha.exp()[:, None]
-        soft_value = torch.minimum(q1, q2) - alpha * next_log_prob
+        soft_value = pair_reduced(q1, q2, reduction) - alpha * next_log_prob
         return batch.rewards + GAMMA * (1.0 - batch.dones) * soft_value
 
 
@@ -119,16 +132,17 @@ def hand_critic_losses(critic, batch: Batch, targets: torch.Tensor) -> torch.Ten
     return ((q1 - targets) ** 2).mean(-1) + ((q2 - targets) ** 2).mean(-1)
 
 
-def hand_actor_losses(actor, critic, batch: Batch, noise, log_alpha):
-    """Per task: mean over samples of alpha_t log pi(a|s) - min_i Q_i(s, a), a ~ pi; and the
-    per-task mean log pi [T]. The critic is a constant here (only the actor is differentiated)."""
+def hand_actor_losses(actor, critic, batch: Batch, noise, log_alpha, reduction: str = "min"):
+    """Per task: mean over samples of alpha_t log pi(a|s) - min_i Q_i(s, a), a ~ pi (mean_i
+    for ``reduction="mean"``); and the per-task mean log pi [T]. The critic is a constant here
+    (only the actor is differentiated)."""
     tasks = torch.arange(T)
     mean, log_std, _ = actor(batch.obs, tasks)
     action, log_prob = tanh_gaussian(mean, log_std, noise)
     q1 = critic.q1(batch.obs, action, tasks)[0].squeeze(-1)
     q2 = critic.q2(batch.obs, action, tasks)[0].squeeze(-1)
     alpha = log_alpha.exp()[:, None]
-    losses = (alpha * log_prob - torch.minimum(q1, q2)).mean(-1)
+    losses = (alpha * log_prob - pair_reduced(q1, q2, reduction)).mean(-1)
     return losses, log_prob.detach().mean(-1)
 
 
@@ -173,13 +187,14 @@ def assert_grads_close(actual: list, expected: list, what: str) -> None:
 
 # -- 1. Bellman targets ------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", MLP_VARIANTS)
-def test_bellman_targets_follow_the_soft_bellman_equation(variant):
-    agent = make_agent(variant)
+@pytest.mark.parametrize("reduction", ["min", "mean"])
+def test_bellman_targets_follow_the_soft_bellman_equation(variant, reduction):
+    agent = make_agent(variant, q_reduction=reduction)
     separate_target_critic(agent)
     batch = mixed_dones_batch()
     target_noise, _ = replayed_noise(agent)
     expected = hand_targets(
-        agent.actor, agent.critic_target, batch, target_noise, torch.tensor(LOG_ALPHA)
+        agent.actor, agent.critic_target, batch, target_noise, torch.tensor(LOG_ALPHA), reduction
     )
     targets = agent._bellman_targets(batch, agent.log_alpha.detach().exp())
     torch.testing.assert_close(targets, expected, rtol=1e-5, atol=1e-6)
@@ -232,8 +247,9 @@ def test_truncation_bootstraps_and_termination_does_not():
 
 # -- 2. one update: critic, actor and temperature against the formulas ------------------------
 @pytest.mark.parametrize("variant", MLP_VARIANTS)
-def test_update_losses_and_gradients_match_the_formulas(variant):
-    agent = make_agent(variant)
+@pytest.mark.parametrize("reduction", ["min", "mean"])
+def test_update_losses_and_gradients_match_the_formulas(variant, reduction):
+    agent = make_agent(variant, q_reduction=reduction)
     separate_target_critic(agent)
     batch = mixed_dones_batch(1)
     target_noise, actor_noise = replayed_noise(agent)
@@ -243,7 +259,7 @@ def test_update_losses_and_gradients_match_the_formulas(variant):
     result = agent.update(batch)
     assert not result.skipped
 
-    targets = hand_targets(actor, critic_target, batch, target_noise, log_alpha)
+    targets = hand_targets(actor, critic_target, batch, target_noise, log_alpha, reduction)
     critic_losses = hand_critic_losses(critic, batch, targets)
     torch.testing.assert_close(
         result.metrics["critic_loss"], critic_losses.detach(), rtol=1e-5, atol=1e-6
@@ -253,7 +269,7 @@ def test_update_losses_and_gradients_match_the_formulas(variant):
 
     # the actor sees the critic of before this update's step, as a constant
     actor_losses, mean_log_prob = hand_actor_losses(
-        actor, frozen(critic), batch, actor_noise, log_alpha
+        actor, frozen(critic), batch, actor_noise, log_alpha, reduction
     )
     torch.testing.assert_close(
         result.metrics["actor_loss"], actor_losses.detach(), rtol=1e-5, atol=1e-6

@@ -234,6 +234,7 @@ def test_update_with_every_gradient_mode_logs_the_interference_matrix(method, va
             ["agent.critic_loss=huber"],
             "'agent.critic_loss': 'huber'; choose from: mse, two-hot, hl-gauss",
         ),
+        (["agent.q_reduction=max"], "'agent.q_reduction': 'max'; choose from: min, mean"),
         (["agent.num_bins=1"], "'agent.num_bins': 1; must be >= 2"),
         (["agent.v_max=0"], "'agent.v_max': 0"),
         (["agent.reward_normalization=true", "agent.gamma=1.0"], "needs agent.gamma < 1"),
