@@ -244,6 +244,11 @@ class MultiTaskSAC:
                 f"agent.extreme_tasks={config.extreme_tasks!r} needs variant paco (it resets "
                 f"composition vectors), not {config.variant!r}"
             )
+        if config.actor_after_critic_step and self.extreme_tasks != "off":
+            raise ValueError(
+                "agent.actor_after_critic_step=true needs agent.extreme_tasks=off (paco's mask "
+                f"reads the actor losses before any step), not {self.extreme_tasks!r}"
+            )
         self.extreme_task_counts = torch.zeros(num_tasks, dtype=torch.int64, device=self.device)
         self.reset_generator = torch.Generator(device=self.device).manual_seed(seed + 3)
         self.aggregators: dict[str, aggregation.Aggregator] = {
@@ -385,6 +390,10 @@ class MultiTaskSAC:
         """
         self._check_batch(batch)
         self.update_calls += 1
+        if self.config.actor_after_critic_step:
+            if self.sync_free:
+                return self._update_sync_free_after_critic(batch, collect_stats)
+            return self._update_after_critic(batch, collect_stats)
         if self.sync_free:
             return self._update_sync_free(batch, collect_stats)
         alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
@@ -417,11 +426,116 @@ class MultiTaskSAC:
         self.critic_optimizer.step()
         self.actor_optimizer.step()
         self.alpha_optimizer.step()
+        self._count_critic_step()
+        self._handle_extreme_tasks(extreme, None, metrics, scale)
+        return self._result(False, metrics, critic_step, actor_step)
+
+    def _update_after_critic(self, batch: Any, collect_stats: bool) -> UpdateResult:
+        """:meth:`update` in the order of metaworld-algorithms' MTSAC and BRC: the critic
+        steps first, then the actor's losses are computed with the stepped critic, then the
+        temperatures' from the actor's log-probabilities (``agent.actor_after_critic_step``).
+
+        A non-finite critic step skips the whole update (nothing changes); a non-finite actor
+        or temperature step after a finite critic step skips those two only (the critic's step
+        and its aggregator's state stay, the actor's aggregator is rolled back)."""
+        alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
+        self._zero_grads()
+        snapshot = self._aggregator_snapshot()
+        scale = self._temperature_scale()
+        critic_step = self.gradients["critic"].compute(
+            critic_batch, self.task_index, (), collect_stats, scale
+        )
+        critic_ok = critic_step.finite and all_finite(self._grads_of(self.critic))
+        if critic_ok:
+            self._clip_network("critic")
+            self.critic_optimizer.step()  # critic_params are views: the actor sees the step
+        actor_step = self.gradients["actor"].compute(
+            actor_batch, self.task_index, (critic_params,), collect_stats, scale
+        )
+        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
+        metrics = self._temperature_step(critic_step, actor_step, alpha, alpha_losses, None)
+        actor_ok = actor_step.finite and all_finite(
+            [*self._grads_of(self.actor), self.log_alpha.grad]
+        )
+        if critic_ok:
+            self._count_critic_step()
+        if not (critic_ok and actor_ok):
+            self._zero_grads()
+            if critic_ok:  # keep the critic aggregator's state of the step that was taken
+                snapshot = {
+                    name: snapshot[name] if name == "actor" else agg.state_dict()
+                    for name, agg in self.aggregators.items()
+                }
+            self._restore_aggregators(snapshot)
+            self.nonfinite_skips += 1
+            self.consecutive_nonfinite += 1
+            self.longest_nonfinite_run = max(self.longest_nonfinite_run, self.consecutive_nonfinite)
+            return UpdateResult(skipped=True, metrics=metrics)
+        self.consecutive_nonfinite = 0
+        self._clip_network("actor")
+        self.actor_optimizer.step()
+        self.alpha_optimizer.step()
+        return self._result(False, metrics, critic_step, actor_step)
+
+    def _count_critic_step(self) -> None:
+        """After an applied critic step: count it and move the targets when due."""
         self.num_updates += 1
         if self.num_updates % self.config.target_update_every == 0:
             self._update_targets()
-        self._handle_extreme_tasks(extreme, None, metrics, scale)
-        return self._result(False, metrics, critic_step, actor_step)
+
+    @staticmethod
+    def _grads_of(module: torch.nn.Module) -> list[Tensor]:
+        return [p.grad for p in module.parameters() if p.grad is not None]
+
+    def _update_sync_free_after_critic(self, batch: Any, collect_stats: bool) -> UpdateResult:
+        """:meth:`_update_after_critic` without host reads: device flags mask the critic's
+        step (critic finite) and the actor's and temperatures' (critic and actor finite)."""
+        alpha, critic_batch, actor_batch, critic_params = self._loss_inputs(batch)
+        self._zero_grads()
+        scale = self._temperature_scale()
+        critic_step = self.gradients["critic"].compute_unchecked(
+            critic_batch, self.task_index, (), collect_stats, scale
+        )
+        critic_ok = finite_flag([critic_step.losses, *self._grads_of(self.critic)])
+        self._clip_network("critic")  # a clipped NaN stays NaN and is masked
+        masked_adam_step(self.critic_optimizer, critic_ok)
+        actor_step = self.gradients["actor"].compute_unchecked(
+            actor_batch, self.task_index, (critic_params,), collect_stats, scale
+        )
+        alpha_losses = temperature_losses(self.log_alpha, actor_step.aux, self.target_entropy)
+        metrics = self._temperature_step(critic_step, actor_step, alpha, alpha_losses, None)
+        grads = [actor_step.losses, *self._grads_of(self.actor), self.log_alpha.grad]
+        ok = critic_ok & finite_flag(grads)
+        self._clip_network("actor")
+        masked_adam_step(self.actor_optimizer, ok)
+        masked_adam_step(self.alpha_optimizer, ok)
+        self._count_masked(critic_ok, ok)
+        return self._result(~ok, metrics, critic_step, actor_step)
+
+    def _count_masked(self, critic_ok: Tensor, ok: Tensor) -> None:
+        """Device-side counters and the masked target update of a sync-free update whose
+        critic step applied where ``critic_ok`` and which applied fully where ``ok``."""
+        critic_applied = critic_ok.to(torch.int64)
+        applied = ok.to(torch.int64)
+        self._num_updates = self._num_updates + critic_applied
+        self._nonfinite_skips = self._nonfinite_skips + (1 - applied)
+        self._consecutive_nonfinite = (self._consecutive_nonfinite + 1) * (1 - applied)
+        self._longest_nonfinite_run = torch.maximum(
+            self._longest_nonfinite_run, self._consecutive_nonfinite
+        )
+        every = self.config.target_update_every
+        due = critic_ok if every == 1 else critic_ok & (self._num_updates % every == 0)
+        masked_lerp_(
+            list(self.critic_target.parameters()),
+            list(self.critic.parameters()),
+            due.to(torch.float32) * self.config.tau,
+        )
+
+    def _temperature_scale(self) -> Tensor | None:
+        """The loss scale s [T] of ``aggregation.temperature_task_weights`` (None: off)."""
+        if not self.temperature_task_weights:
+            return None
+        return self.num_tasks * torch.softmax(-self.log_alpha.detach(), dim=0)
 
     def _loss_inputs(self, batch: Any) -> tuple[Tensor, CriticBatch, ActorBatch, dict[str, Tensor]]:
         """``(alpha [T], critic batch with Bellman targets, actor batch with fresh policy
@@ -438,9 +552,7 @@ class MultiTaskSAC:
     ) -> tuple[Tensor | None, Tensor | None]:
         """``(s [T] or None, extreme [T] bool or None)``: the critic's and actor's loss scale
         of this update (module docstring) and PaCo's extreme tasks. Device-side only."""
-        scale = None
-        if self.temperature_task_weights:
-            scale = self.num_tasks * torch.softmax(-self.log_alpha.detach(), dim=0)
+        scale = self._temperature_scale()
         extreme = None
         if self.extreme_tasks != "off":
             total = critic.losses.detach() + actor.losses.detach() + alpha_losses.detach()
@@ -542,20 +654,7 @@ class MultiTaskSAC:
         self._clip_gradients()  # a clipped NaN stays NaN and is masked below
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             masked_adam_step(optimizer, ok)
-        applied = ok.to(torch.int64)
-        self._num_updates = self._num_updates + applied
-        self._nonfinite_skips = self._nonfinite_skips + (1 - applied)
-        self._consecutive_nonfinite = (self._consecutive_nonfinite + 1) * (1 - applied)
-        self._longest_nonfinite_run = torch.maximum(
-            self._longest_nonfinite_run, self._consecutive_nonfinite
-        )
-        every = self.config.target_update_every
-        due = ok if every == 1 else ok & (self._num_updates % every == 0)
-        masked_lerp_(
-            list(self.critic_target.parameters()),
-            list(self.critic.parameters()),
-            due.to(torch.float32) * self.config.tau,
-        )
+        self._count_masked(ok, ok)
         self._handle_extreme_tasks(extreme, ok, metrics, scale)
         return self._result(~ok, metrics, critic_step, actor_step)
 
@@ -578,10 +677,15 @@ class MultiTaskSAC:
     def _clip_gradients(self) -> None:
         """``agent.grad_clip``: clip the critic's and the actor's gradient norms, each at its
         :meth:`clip_norms` entry."""
+        self._clip_network("critic")
+        self._clip_network("actor")
+
+    def _clip_network(self, name: str) -> None:
+        """Clip the gradient norm of network ``name`` (critic or actor) at its
+        :meth:`clip_norms` entry (nothing without ``agent.grad_clip``)."""
         norms = self.clip_norms()
         if norms is not None:
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), norms["critic"])
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), norms["actor"])
+            torch.nn.utils.clip_grad_norm_(getattr(self, name).parameters(), norms[name])
 
     def _aggregator_snapshot(self) -> dict[str, dict[str, Any]]:
         """Deep copies of the aggregators' states (small: weights, EMAs, RNG states)."""

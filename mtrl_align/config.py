@@ -133,6 +133,13 @@ class AgentConfig:
     """Critic target and loss: mse (scalar Q, squared TD error) or a categorical critic with
     num_bins logits over [-v_max, v_max], Q = the expectation, trained by cross-entropy to the
     two-hot or hl-gauss distribution of the clipped scalar Bellman target (BRC: categorical)."""
+    actor_after_critic_step: bool = False
+    """Compute the actor's (and so the temperatures') losses with the critic after this
+    update's critic step, as metaworld-algorithms' MTSAC and BRC do; false: every loss of an
+    update from the same pre-update parameters (the original SAC's simultaneous step). With
+    true, a non-finite actor step after a finite critic step skips the actor and temperature
+    steps only (the critic's stays). paco needs agent.extreme_tasks=off with it (its mask
+    reads the actor losses before any step)."""
     q_reduction: str = "min"
     """How the twin critics become one Q in the Bellman target and the actor loss: min (SAC's
     clipped double Q) or mean (BRC: the mean of the two critics, for a categorical critic the
@@ -410,6 +417,9 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         str(config.train.sync_free).lower(), config.train.sync_free
     )
     _choice("train.sync_free", config.train.sync_free, SYNC_FREE_MODES)
+    if config.agent.extreme_tasks is not None:  # a bare off
+        extreme = config.agent.extreme_tasks
+        config.agent.extreme_tasks = "off" if str(extreme).lower() == "false" else extreme
     if config.train.sync_free == "on" and not summed_loss_only(config.aggregation):
         raise ConfigError(
             "train.sync_free=on needs summed-loss gradients (aggregation.method=uniform or "
@@ -467,6 +477,13 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError("agent.log_std_min must be smaller than agent.log_std_max")
     if config.agent.grad_clip is not None:
         _positive("agent.grad_clip", config.agent.grad_clip)
+    extreme = config.agent.extreme_tasks or "mask-reset"
+    if config.agent.actor_after_critic_step and config.agent.variant == "paco" and extreme != "off":
+        raise ConfigError(
+            "agent.actor_after_critic_step=true needs agent.extreme_tasks=off with variant "
+            f"paco (got {extreme!r}): paco's extreme-task mask reads the actor losses before "
+            "any step"
+        )
     _choice("agent.init", config.agent.init, INIT_SCHEMES)
     _choice("agent.log_std_bound", config.agent.log_std_bound, LOG_STD_BOUNDS)
     for key in ("actor_head_init", "critic_head_init"):

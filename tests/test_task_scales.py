@@ -260,6 +260,8 @@ def test_paco_options_are_checked_by_the_config():
     assert config.agent.extreme_tasks is None and config.agent.identical_init is None
     with pytest.raises(ConfigError, match="'agent.extreme_tasks'.*'reset'.*mask-reset"):
         load_train_config(None, ["agent.variant=paco", "agent.extreme_tasks=reset"])
+    bare_off = load_train_config(None, ["agent.variant=paco", "agent.extreme_tasks=off"])
+    assert bare_off.agent.extreme_tasks == "off"  # YAML's boolean off read back as the mode
     with pytest.raises(ConfigError, match="'agent.extreme_tasks' only applies to variant"):
         load_train_config(None, ["agent.extreme_tasks=mask"])
     with pytest.raises(ConfigError, match="'agent.identical_init' only applies to variant"):
