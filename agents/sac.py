@@ -122,6 +122,16 @@ class _UpdateCounter:
             setattr(agent, self.slot, int(value))
 
 
+def network_optimizer(
+    module: torch.nn.Module, lr: float, eps: float, weight_decay: float
+) -> torch.optim.Adam:
+    """Adam for ``module``, or AdamW (decoupled decay of every parameter, as optax.adamw)
+    when ``weight_decay`` > 0."""
+    if weight_decay > 0:
+        return torch.optim.AdamW(module.parameters(), lr=lr, eps=eps, weight_decay=weight_decay)
+    return torch.optim.Adam(module.parameters(), lr=lr, eps=eps)
+
+
 class MultiTaskSAC:
     """Multi-task SAC for T tasks; also a metaworld evaluation agent (eval_action / reset).
 
@@ -208,14 +218,12 @@ class MultiTaskSAC:
         self.target_entropy = (
             float(-action_dim) if config.target_entropy is None else float(config.target_entropy)
         )
-        eps = config.adam_eps
-        self.actor_optimizer = torch.optim.Adam(
-            self.actor.parameters(), lr=config.actor_lr, eps=eps
+        eps, decay = config.adam_eps, config.weight_decay
+        self.actor_optimizer = network_optimizer(self.actor, config.actor_lr, eps, decay)
+        self.critic_optimizer = network_optimizer(self.critic, config.critic_lr, eps, decay)
+        self.alpha_optimizer = torch.optim.Adam(
+            [self.log_alpha], lr=config.alpha_lr, eps=eps, betas=(config.alpha_beta1, 0.999)
         )
-        self.critic_optimizer = torch.optim.Adam(
-            self.critic.parameters(), lr=config.critic_lr, eps=eps
-        )
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, eps=eps)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.task_index = torch.arange(num_tasks, device=self.device)
 
@@ -601,9 +609,13 @@ class MultiTaskSAC:
         extreme: Tensor | None,
     ) -> dict[str, Tensor]:
         """Write log_alpha's gradient from the temperature losses [T] (a task in ``extreme``
-        [T] gets none); return the update's per-task metrics [T]."""
+        [T] gets none; with ``agent.shared_temperature`` every entry gets their mean); return
+        the update's per-task metrics [T]."""
         masked = alpha_losses if extreme is None else alpha_losses * (~extreme).to(alpha.dtype)
-        (self.log_alpha.grad,) = torch.autograd.grad(masked.sum(), [self.log_alpha])
+        (grad,) = torch.autograd.grad(masked.sum(), [self.log_alpha])
+        if self.config.shared_temperature:
+            grad = grad.mean().expand_as(grad).clone()
+        self.log_alpha.grad = grad
         return {
             "critic_loss": critic_step.losses,
             "actor_loss": actor_step.losses,

@@ -38,14 +38,15 @@ def zero_where_not(ok: Tensor, tensors: Sequence[Tensor]) -> list[Tensor]:
     return [torch.where(ok, t, zero) for t in tensors]
 
 
-UNSUPPORTED_ADAM_OPTIONS = {"weight_decay": 0, "amsgrad": False, "maximize": False}
+UNSUPPORTED_ADAM_OPTIONS = {"amsgrad": False, "maximize": False}
 
 
 @torch.no_grad()
 def masked_adam_step(optimizer: torch.optim.Adam, ok: Tensor) -> None:
     """One Adam step of every parameter with a ``.grad``, applied only where ``ok`` is true.
 
-    Same update as ``torch.optim.Adam`` (no weight decay, no AMSGrad): ``m <- b1 m + (1-b1) g``,
+    Same update as ``torch.optim.Adam`` (no AMSGrad; weight decay only decoupled, as
+    ``torch.optim.AdamW``: ``p <- p (1 - lr wd)`` first): ``m <- b1 m + (1-b1) g``,
     ``v <- b2 v + (1-b2) g^2``, ``p <- p - lr/(1-b1^k) * m / (sqrt(v)/sqrt(1-b2^k) + eps)``
     with the step count k kept as a tensor on the parameter's device. Where ``ok`` is false the
     gradient is replaced by zeros before use and every change is multiplied by 0, so ``p``,
@@ -61,11 +62,19 @@ def masked_adam_step(optimizer: torch.optim.Adam, ok: Tensor) -> None:
                     f"the sync-free update implements plain Adam; optimiser option "
                     f"{key}={group[key]!r} is not supported (allowed: {neutral!r})"
                 )
+        decay = float(group.get("weight_decay", 0.0))
+        if decay and not group.get("decoupled_weight_decay", False):
+            raise ValueError(
+                f"the sync-free update implements decoupled weight decay (AdamW) only; Adam's "
+                f"L2 weight_decay={decay!r} is not supported"
+            )
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             continue
         beta1, beta2 = group["betas"]
         lr, eps = float(group["lr"]), float(group["eps"])
+        if decay:
+            torch._foreach_mul_(params, 1.0 - ok.to(params[0].dtype) * (lr * decay))
         states = [_adam_state(optimizer, p) for p in params]
         grads = zero_where_not(ok, [p.grad for p in params])
         exp_avgs = [s["exp_avg"] for s in states]

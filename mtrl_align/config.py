@@ -99,6 +99,10 @@ class AgentConfig:
     """Update the target critics every this many updates."""
     init_temperature: float = 1.0
     """Initial entropy temperature alpha of every task."""
+    shared_temperature: bool = False
+    """One temperature for all tasks (BRC): the T entries of log_alpha start equal and each
+    gets the mean over tasks of the per-task temperature-loss gradients, so they stay equal;
+    false: one temperature per task (MT-SAC)."""
     target_entropy: float | None = None
     """Target entropy per task; null means -|A| (minus the action dimension)."""
     log_std_min: float = -20.0
@@ -125,6 +129,11 @@ class AgentConfig:
     adam_eps: float = 1e-8
     """Adam's epsilon for actor, critics and temperatures (PyTorch's default 1e-8; the
     reference MT-SAC uses 1e-5)."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay of actor and critics (AdamW; BRC: optax.adamw's default 1e-4);
+    0: plain Adam."""
+    alpha_beta1: float = 0.9
+    """Adam's beta1 of the temperatures (PyTorch's default 0.9; BRC: 0.5)."""
     log_std_bound: str = "tanh"
     """How the actor's log-std stays in [log_std_min, log_std_max]: tanh (smooth squash; a raw
     output near 0 means std ~1e-4 for [-20, 2]) or clip (the reference's clamp; raw 0 means
@@ -490,6 +499,16 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         if getattr(config.agent, key) is not None:
             _positive(f"agent.{key}", getattr(config.agent, key))
     _positive("agent.adam_eps", config.agent.adam_eps)
+    if not config.agent.weight_decay >= 0:
+        raise ConfigError(
+            f"bad value for config key 'agent.weight_decay': {config.agent.weight_decay!r}; "
+            "must be >= 0"
+        )
+    if not 0.0 <= config.agent.alpha_beta1 < 1.0:
+        raise ConfigError(
+            f"bad value for config key 'agent.alpha_beta1': {config.agent.alpha_beta1!r}; "
+            "must be in [0, 1)"
+        )
     _positive("agent.target_update_every", config.agent.target_update_every)
     _validate_efficient_critic(config.agent)
     methods = aggregation.available()

@@ -319,3 +319,82 @@ def test_default_init_draws_the_same_numbers_as_before(variant):
             digest.update(name.encode())
             digest.update(value.detach().contiguous().numpy().tobytes())
     assert digest.hexdigest()[:16] == BEFORE_ISSUE_33[variant]
+
+
+def test_weight_decay_and_temperature_beta1_reach_the_optimisers():
+    """AdamW (decoupled decay, BRC's optax.adamw) for actor and critics when
+    ``agent.weight_decay`` > 0, plain Adam otherwise; ``agent.alpha_beta1`` for the
+    temperatures. Oracle: one torch.optim.AdamW step on a copy of the critic."""
+    agent = MultiTaskSAC(
+        AgentConfig(actor_hidden=[8], critic_hidden=[8], weight_decay=0.2, alpha_beta1=0.5),
+        AggregationConfig(),
+        T,
+        OBS,
+        A,
+        seed=0,
+    )
+    assert isinstance(agent.critic_optimizer, torch.optim.AdamW)
+    assert isinstance(agent.actor_optimizer, torch.optim.AdamW)
+    assert agent.critic_optimizer.param_groups[0]["weight_decay"] == 0.2
+    assert agent.alpha_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+    plain = MultiTaskSAC(
+        AgentConfig(actor_hidden=[8], critic_hidden=[8]), AggregationConfig(), T, OBS, A
+    )
+    assert type(plain.critic_optimizer) is torch.optim.Adam
+    assert plain.alpha_optimizer.param_groups[0]["betas"] == (0.9, 0.999)
+
+    critic = copy.deepcopy(agent.critic)
+    recorded = {}
+    agent.critic_optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: recorded.update(
+            {id(p): p.grad.clone() for g in opt.param_groups for p in g["params"]}
+        )
+    )
+    agent.update(make_batch(0))
+    oracle = torch.optim.AdamW(
+        critic.parameters(), lr=agent.config.critic_lr, eps=agent.config.adam_eps, weight_decay=0.2
+    )
+    for mine, theirs in zip(agent.critic.parameters(), critic.parameters(), strict=True):
+        theirs.grad = recorded[id(mine)]
+    oracle.step()
+    for mine, theirs in zip(agent.critic.parameters(), critic.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("agent.weight_decay=-0.1", "'agent.weight_decay': -0.1; must be >= 0"),
+        ("agent.alpha_beta1=1.0", "'agent.alpha_beta1': 1.0; must be in"),
+    ],
+)
+def test_bad_optimiser_options_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, [override])
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_a_shared_temperature_gets_the_task_mean_gradient_and_stays_one(sync_free):
+    """BRC's single temperature: every log_alpha entry receives mean_t -(E log pi_t + H*)
+    (computed here from the update's per-task log-probabilities) and the entries stay equal."""
+    config = AgentConfig(
+        actor_hidden=[8], critic_hidden=[8], shared_temperature=True, target_entropy=-0.5
+    )
+    agent = MultiTaskSAC(config, AggregationConfig(), T, OBS, A, seed=1, sync_free=sync_free)
+    grads = []
+    original = agent._temperature_step
+
+    def recording(*args):
+        metrics = original(*args)
+        grads.append((agent.log_alpha.grad.clone(), metrics["log_prob"].clone()))
+        return metrics
+
+    agent._temperature_step = recording
+    for seed in range(4):
+        agent.update(make_batch(seed))
+    for grad, log_prob in grads:
+        per_task = -(log_prob + config.target_entropy)
+        assert not torch.allclose(per_task, per_task.mean().expand(T))  # tasks do differ
+        torch.testing.assert_close(grad, per_task.mean().expand(T))
+    alpha = agent.log_alpha.detach()
+    assert torch.equal(alpha, alpha[0].expand(T)) and not math.isclose(float(alpha[0]), 0.0)

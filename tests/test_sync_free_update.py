@@ -76,14 +76,17 @@ def assert_close_state(a, b, atol: float = 1e-5) -> None:
 
 
 # -- building blocks --------------------------------------------------------------------------
-def test_masked_adam_step_matches_torch_adam():
+@pytest.mark.parametrize(
+    ("optimizer_class", "weight_decay"), [(torch.optim.Adam, 0.0), (torch.optim.AdamW, 0.3)]
+)
+def test_masked_adam_step_matches_torch_adam(optimizer_class, weight_decay):
     g = torch.Generator().manual_seed(0)
     shapes = [(5, 3), (3,), (2, 4, 2)]
     ours = [torch.randn(s, generator=g) for s in shapes]
     theirs = [p.clone() for p in ours]
-    options = {"lr": 3e-3, "betas": (0.8, 0.95), "eps": 1e-6}
-    ours_opt = torch.optim.Adam(ours, **options)
-    theirs_opt = torch.optim.Adam(theirs, foreach=False, **options)
+    options = {"lr": 3e-3, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": weight_decay}
+    ours_opt = optimizer_class(ours, **options)
+    theirs_opt = optimizer_class(theirs, foreach=False, **options)
     ok = torch.tensor(True)
     for _ in range(6):
         for p, q in zip(ours, theirs, strict=True):
@@ -99,9 +102,10 @@ def test_masked_adam_step_matches_torch_adam():
     torch.optim.Adam(theirs, **options).load_state_dict(ours_opt.state_dict())
 
 
-def test_masked_adam_step_with_a_false_flag_changes_nothing_even_with_nan_gradients():
+@pytest.mark.parametrize("weight_decay", [0.0, 0.5])
+def test_masked_adam_step_with_a_false_flag_changes_nothing_even_with_nan_gradients(weight_decay):
     params = [torch.randn(4, 2), torch.randn(3)]
-    optimizer = torch.optim.Adam(params, lr=1e-2)
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=weight_decay)
     for p in params:
         p.grad = torch.randn_like(p)
     masked_adam_step(optimizer, torch.tensor(True))
@@ -128,7 +132,7 @@ def test_masked_adam_step_with_a_false_flag_changes_nothing_even_with_nan_gradie
 def test_masked_adam_step_refuses_options_it_does_not_implement():
     param = torch.zeros(2, requires_grad=True)
     param.grad = torch.ones(2)
-    with pytest.raises(ValueError, match="weight_decay=0.1 is not supported"):
+    with pytest.raises(ValueError, match="L2 weight_decay=0.1 is not supported"):
         masked_adam_step(torch.optim.Adam([param], weight_decay=0.1), torch.tensor(True))
 
 
@@ -155,6 +159,7 @@ def test_finite_flag_agrees_with_isfinite_per_tensor(values):
         ("task-encoder", {"target_update_every": 2}),
         ("care", {}),
         ("multi-head", {"critic_loss": "hl-gauss", "num_bins": 11, "layer_norm": True}),
+        ("shared", {"weight_decay": 0.05, "alpha_beta1": 0.5, "q_reduction": "mean"}),
         # PaCo's extreme-task masking and reset decided on the device (the losses here are
         # ~250-400: this threshold masks some tasks), with the temperature task weights on top
         ("paco", {"extreme_loss_threshold": 330.0, "temperature_task_weights": True}),
