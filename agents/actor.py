@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from agents.initialization import InitSpec
 from agents.networks import build_network
+from agents.task_embedding import join_embedding
 from agents.trunks import TrunkSpec
 
 LOG_STD_BOUNDS = ("tanh", "clip")
@@ -34,6 +35,10 @@ class TanhGaussianActor(nn.Module):
               [-20, 2]) and scales every change of raw by (max - min) / 2 = 11;
     ``clip``  log_std = clamp(raw, min, max), the reference MT-SAC's rule (metaworld-algorithms):
               raw near 0 starts at std ~1; the gradient is zero outside the bounds.
+
+    With ``shared_embedding_dim`` D (``task-encoder`` only, BRC's task embedding) the network
+    is a ``shared`` MLP on the state joined to the critic's unit task row, read as a constant
+    (:meth:`read_task_embedding_of` names the critic).
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class TanhGaussianActor(nn.Module):
         task_descriptions: Tensor | None = None,
         log_std_bound: str = "tanh",
         trunk: TrunkSpec | None = None,
+        shared_embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
         if log_std_bound not in LOG_STD_BOUNDS:
@@ -62,9 +68,21 @@ class TanhGaussianActor(nn.Module):
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
         self.log_std_bound = log_std_bound
+        self.state_dim = obs_dim - num_tasks
+        self.shared_embedding = shared_embedding_dim is not None
+        # the critic whose task embedding the actor reads (a list: not a submodule, so its
+        # parameters stay out of the actor's parameters, optimiser and state dict)
+        self._embedding_owner: list[nn.Module] = []
+        net_variant, net_obs_dim = variant, obs_dim
+        if shared_embedding_dim is not None:
+            if variant != "task-encoder":
+                raise ValueError(
+                    f"a shared task embedding needs variant task-encoder, not {variant!r}"
+                )
+            net_variant, net_obs_dim = "shared", self.state_dim + shared_embedding_dim
         self.net = build_network(
-            variant,
-            obs_dim,
+            net_variant,
+            net_obs_dim,
             num_tasks,
             extra_dim=0,
             hidden=hidden,
@@ -88,10 +106,25 @@ class TanhGaussianActor(nn.Module):
             ``(mean, log_std, (features,))``: mean and log_std [*lead, N, A]; features
             [*lead, N, h] (last hidden layer, the shared representation).
         """
+        if self.shared_embedding:
+            if not self._embedding_owner:
+                raise RuntimeError(
+                    "this actor reads the critic's task embedding: call "
+                    "read_task_embedding_of(critic) first"
+                )
+            embedding = self._embedding_owner[0].task_embedding(task_index, obs).detach()
+            obs = join_embedding(obs, self.state_dim, embedding)
         out, features = self.net(obs, None, task_index)
         mean, raw_log_std = out.chunk(2, dim=-1)
         log_std = bound_log_std(raw_log_std, self.log_std_min, self.log_std_max, self.log_std_bound)
         return mean, log_std, (features,)
+
+    def read_task_embedding_of(self, critic: nn.Module) -> None:
+        """Read the unit task rows of ``critic.task_embedding`` (a
+        :class:`agents.task_embedding.UnitTaskEmbedding`) as a constant input."""
+        if not self.shared_embedding or getattr(critic, "task_embedding", None) is None:
+            raise ValueError("read_task_embedding_of needs a shared-embedding actor and critic")
+        self._embedding_owner = [critic]
 
 
 def bound_log_std(raw: Tensor, low: float, high: float, rule: str) -> Tensor:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from agents.categorical import CategoricalSupport
 from agents.initialization import InitSpec
 from agents.networks import build_network
+from agents.task_embedding import UnitTaskEmbedding, join_embedding
 from agents.trunks import TrunkSpec
 
 
@@ -22,6 +23,10 @@ class TwinCritic(nn.Module):
 
     With a ``support`` (:class:`agents.categorical.CategoricalSupport`) each network outputs
     K logits and its Q value is their expectation over the support; without one it outputs Q.
+
+    With ``shared_embedding_dim`` D (``task-encoder`` only, BRC's task embedding,
+    :mod:`agents.task_embedding`) the critic owns one table ``task_embedding`` [T, D] whose unit
+    rows both Q networks (``shared`` MLPs on state + row) read; the actor reads it too.
     """
 
     def __init__(
@@ -38,13 +43,22 @@ class TwinCritic(nn.Module):
         trunk: TrunkSpec | None = None,
         support: CategoricalSupport | None = None,
         task_descriptions: Tensor | None = None,
+        shared_embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.support = support
+        self.state_dim = obs_dim - num_tasks
+        net_variant, net_obs_dim = variant, obs_dim
+        if shared_embedding_dim is not None:
+            if variant != "task-encoder":
+                raise ValueError(
+                    f"a shared task embedding needs variant task-encoder, not {variant!r}"
+                )
+            net_variant, net_obs_dim = "shared", self.state_dim + shared_embedding_dim
         self.q1, self.q2 = (
             build_network(
-                variant,
-                obs_dim,
+                net_variant,
+                net_obs_dim,
                 num_tasks,
                 extra_dim=action_dim,
                 hidden=hidden,
@@ -58,7 +72,11 @@ class TwinCritic(nn.Module):
             )
             for _ in range(2)
         )
-        self.is_task_specific = self.q1.is_task_specific
+        self.task_embedding: UnitTaskEmbedding | None = None
+        if shared_embedding_dim is not None:
+            generator = generator if generator is not None else torch.Generator().manual_seed(0)
+            self.task_embedding = UnitTaskEmbedding(num_tasks, shared_embedding_dim, generator)
+        self.is_task_specific = self.q1.is_task_specific  # task_embedding.* included
 
     def forward(
         self, obs: Tensor, action: Tensor, task_index: Tensor, with_logits: bool = False
@@ -75,6 +93,8 @@ class TwinCritic(nn.Module):
             last hidden layer of each critic); with ``with_logits`` a third entry, the logits
             [2, *lead, N, K].
         """
+        if self.task_embedding is not None:
+            obs = join_embedding(obs, self.state_dim, self.task_embedding(task_index, obs))
         out1, features1 = self.q1(obs, action, task_index)
         out2, features2 = self.q2(obs, action, task_index)
         features = (features1, features2)

@@ -181,6 +181,7 @@ class MultiTaskSAC:
                     f"(task_names={task_names!r}, num_tasks={num_tasks})"
                 )
             descriptions = load_task_descriptions(config.task_descriptions, task_names)
+        shared_embedding_dim = config.task_embedding_dim if config.shared_task_embedding else None
         self.actor = TanhGaussianActor(
             config.variant,
             obs_dim,
@@ -188,6 +189,7 @@ class MultiTaskSAC:
             action_dim,
             config.actor_hidden,
             embedding_dim=config.task_embedding_dim,
+            shared_embedding_dim=shared_embedding_dim,
             log_std_min=config.log_std_min,
             log_std_max=config.log_std_max,
             generator=init_generator,
@@ -204,6 +206,7 @@ class MultiTaskSAC:
             action_dim,
             config.critic_hidden,
             embedding_dim=config.task_embedding_dim,
+            shared_embedding_dim=shared_embedding_dim,
             generator=init_generator,
             options=network_options(config),
             init=InitSpec(config.init, config.critic_head_init),
@@ -211,6 +214,8 @@ class MultiTaskSAC:
             support=critic_support(config),
             task_descriptions=descriptions,
         ).to(self.device)
+        if shared_embedding_dim is not None:
+            self.actor.read_task_embedding_of(self.critic)  # the online critic's, as BRC
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(
             (num_tasks,), math.log(config.init_temperature), device=self.device, requires_grad=True

@@ -62,6 +62,10 @@ class AgentConfig:
     """Hidden layer widths of each of the two critic MLPs."""
     task_embedding_dim: int = 50
     """Size of the learned task embedding (task-encoder, care, film, film-per-unit variants)."""
+    shared_task_embedding: bool = False
+    """task-encoder only: BRC's task embedding, one table [T, task_embedding_dim] in the critic,
+    read as unit-length rows by both Q networks and, as a constant (no actor gradient), by the
+    actor (BRC: 32 wide); false: actor, q1 and q2 each learn an unnormalised table."""
     num_experts: int | None = None
     """Experts (moore), encoders (care) or parameter sets (paco); null = MT10 default 4 / 6 / 5."""
     num_modules: int | None = None
@@ -511,6 +515,11 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         )
     _positive("agent.target_update_every", config.agent.target_update_every)
     _validate_efficient_critic(config.agent)
+    if config.agent.shared_task_embedding and config.agent.variant != "task-encoder":
+        raise ConfigError(
+            "agent.shared_task_embedding=true needs agent.variant=task-encoder (BRC's task "
+            f"embedding replaces its per-network tables), not {config.agent.variant!r}"
+        )
     methods = aggregation.available()
     _choice("aggregation.method", config.aggregation.method, tuple(methods))
     resolve_aggregation(config.aggregation)
