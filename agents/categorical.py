@@ -19,9 +19,15 @@ distribution (``agent.critic_loss``):
               |y| <= V_max - 6 sigma; nearer the ends the cut-off Gaussian pulls it inwards
               (by 0.37 zeta at y = +-V_max with the default sigma).
 
-BRC itself projects the whole target distribution (each atom shifted by r + gamma z_k and
-two-hot split, C51-style) with the twin critics' probabilities averaged; here the soft Bellman
-target stays the scalar of SAC (min over the twin critics' expectations) and only its
+``c51``       BRC's target (``update_critic`` in ``jaxrl/agent/update.py``; Bellemare et al.
+              2017): not a scalar but the whole next-state distribution of the target
+              critics, each atom moved to r + gamma (1 - done) (z_k - alpha log pi(a'|s')),
+              clipped to the support and split two-hot between its two neighbouring atoms
+              (:meth:`CategoricalSupport.project`). BRC averages the twin target critics'
+              probabilities (``agent.q_reduction=mean``); with ``min`` the distribution of the
+              critic with the smaller expectation is taken, sample by sample.
+
+With ``two-hot`` and ``hl-gauss`` the soft Bellman target stays the scalar of SAC and only its
 representation is categorical.
 """
 
@@ -33,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-CATEGORICAL_LOSSES = ("two-hot", "hl-gauss")
+CATEGORICAL_LOSSES = ("two-hot", "hl-gauss", "c51")
 """Categorical ``agent.critic_loss`` values (the scalar one is ``mse``)."""
 CRITIC_LOSSES = ("mse", *CATEGORICAL_LOSSES)
 """Every ``agent.critic_loss`` value."""
@@ -45,7 +51,8 @@ class CategoricalSupport:
     Args:
         num_bins: K >= 2.
         v_max: largest atom (> 0); the support is symmetric.
-        kind: ``two-hot`` or ``hl-gauss``.
+        kind: ``two-hot``, ``hl-gauss`` (targets from scalars, :meth:`target`) or ``c51``
+            (targets from distributions, :meth:`project`).
         sigma_ratio: HL-Gauss standard deviation in units of the bin width (> 0).
     """
 
@@ -80,9 +87,24 @@ class CategoricalSupport:
 
     def target(self, values: Tensor) -> Tensor:
         """Target distribution [..., K] of scalar targets ``values`` [...] (rows sum to 1)."""
+        if self.kind == "c51":
+            raise ValueError("c51 targets are projected distributions (project), not scalars")
         if self.kind == "two-hot":
             return two_hot(values, self.v_max, self.num_bins)
         return hl_gauss(values, self.v_max, self.num_bins, self.sigma)
+
+    def project(self, shifted: Tensor, probs: Tensor) -> Tensor:
+        """C51 projection: the distribution with mass ``probs[..., j]`` at ``shifted[..., j]``
+        (both [..., K]; each point clipped to [-v_max, v_max]) split two-hot onto the atoms,
+        [..., K]. Mass is kept, and so is the expectation of the clipped points."""
+        position = (shifted.clamp(-self.v_max, self.v_max) + self.v_max) / self.bin_width
+        lower = position.floor().clamp(max=self.num_bins - 2)
+        upper_share = position - lower
+        index = lower.to(torch.int64)
+        out = torch.zeros_like(probs)
+        out.scatter_add_(-1, index, probs * (1.0 - upper_share))
+        out.scatter_add_(-1, index + 1, probs * upper_share)
+        return out
 
 
 def two_hot(values: Tensor, v_max: float, num_bins: int) -> Tensor:

@@ -374,11 +374,43 @@ class MultiTaskSAC:
         """The Bellman targets of :meth:`_bellman_targets` for given policy noise [T, B, A]."""
         mean, log_std, _ = self.actor(next_obs, self.task_index)
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, noise)
+        support = self.critic.support
+        if support is not None and support.kind == "c51":
+            return self._projected_targets(
+                next_obs, next_action, next_log_prob, rewards, dones, alpha
+            )
         q_next, _ = self.critic_target(next_obs, next_action, self.task_index)
         soft_value = twin_q(q_next, self.losses.q_reduction) - alpha.unsqueeze(-1) * next_log_prob
         targets = rewards + self.config.gamma * (1.0 - dones) * soft_value
-        support = self.critic.support
         return targets if support is None else support.target(targets)
+
+    def _projected_targets(
+        self,
+        next_obs: Tensor,
+        next_action: Tensor,
+        next_log_prob: Tensor,
+        rewards: Tensor,
+        dones: Tensor,
+        alpha: Tensor,
+    ) -> Tensor:
+        """``c51`` target distributions [T, B, K] (BRC): the target critics' next-state
+        distribution (their mean, or the one with the smaller expectation for
+        ``q_reduction=min``) with atom z_k moved to r + gamma (1 - done) (z_k - alpha log pi)
+        and projected onto the support."""
+        support = self.critic.support
+        q_next, _, logits = self.critic_target(
+            next_obs, next_action, self.task_index, with_logits=True
+        )
+        probs = logits.softmax(-1)  # [2, T, B, K]
+        if self.losses.q_reduction == "mean":
+            next_probs = probs.mean(0)
+        else:
+            next_probs = torch.where((q_next[1] < q_next[0]).unsqueeze(-1), probs[1], probs[0])
+        soft_atoms = support.atoms(next_probs) - (alpha.unsqueeze(-1) * next_log_prob).unsqueeze(-1)
+        shifted = (
+            rewards.unsqueeze(-1) + (self.config.gamma * (1.0 - dones)).unsqueeze(-1) * soft_atoms
+        )
+        return support.project(shifted, next_probs)
 
     def _zero_grads(self) -> None:
         for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):

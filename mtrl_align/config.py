@@ -23,7 +23,7 @@ REWARD_VERSIONS = ("v1", "v2")
 VECTOR_STRATEGIES = ("sync", "async")
 INIT_SCHEMES = ("torch", "he-uniform", "orthogonal")
 LOG_STD_BOUNDS = ("tanh", "clip")
-CRITIC_LOSSES = ("mse", "two-hot", "hl-gauss")
+CRITIC_LOSSES = ("mse", "two-hot", "hl-gauss", "c51")
 Q_REDUCTIONS = ("min", "mean")
 TRUNKS = ("mlp", "bronet")
 DEVICES = ("cpu", "cuda", "auto")
@@ -145,7 +145,9 @@ class AgentConfig:
     critic_loss: str = "mse"
     """Critic target and loss: mse (scalar Q, squared TD error) or a categorical critic with
     num_bins logits over [-v_max, v_max], Q = the expectation, trained by cross-entropy to the
-    two-hot or hl-gauss distribution of the clipped scalar Bellman target (BRC: categorical)."""
+    two-hot or hl-gauss distribution of the clipped scalar Bellman target, or to c51: the
+    target critics' distribution shifted by the soft Bellman update and projected onto the
+    support (BRC's target)."""
     actor_after_critic_step: bool = False
     """Compute the actor's (and so the temperatures') losses with the critic after this
     update's critic step, as metaworld-algorithms' MTSAC and BRC do; false: every loss of an

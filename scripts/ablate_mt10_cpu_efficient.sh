@@ -24,9 +24,10 @@
 #   categorical-mean  categorical with BRC's twin-critic mean instead of SAC's min in the target
 #                and the actor loss (agent.q_reduction=mean)
 #   efficient-mean  efficient with the twin-critic mean
-#   efficient-brc  efficient with every BRC detail that is an option: twin-critic mean, the actor
-#                loss after the critic step, AdamW (weight decay 1e-4), one temperature (Adam
-#                beta1 0.5), BRC's task embedding (32-dim unit rows in the critic, read by the actor)
+#   efficient-brc  efficient with every BRC detail that is an option: the c51 projected target
+#                with the twin-critic mean, the actor loss after the critic step, AdamW (weight
+#                decay 1e-4), one temperature (Adam beta1 0.5), BRC's task embedding (32-dim unit
+#                rows in the critic, read by the actor)
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>. Finished runs
 # are archived into docs/results/mt10_cpu_efficient_ablation/runs/ (the mt-sac arm's next to the
 # parity study's) and restored from there first, so a new machine continues where the last one
@@ -69,7 +70,7 @@ ARM[categorical-rr2]="${ARM[categorical]} train.updates_per_env_step=2"
 ARM[categorical-alpha0.01]="${ARM[categorical]} agent.init_temperature=0.01"
 ARM[categorical-mean]="${ARM[categorical]} agent.q_reduction=mean"
 ARM[efficient-mean]="agent.q_reduction=mean"
-ARM[efficient-brc]="agent.q_reduction=mean agent.actor_after_critic_step=true agent.weight_decay=1e-4
+ARM[efficient-brc]="agent.critic_loss=c51 agent.q_reduction=mean agent.actor_after_critic_step=true agent.weight_decay=1e-4
   agent.shared_temperature=true agent.alpha_beta1=0.5 agent.shared_task_embedding=true
   agent.task_embedding_dim=32"
 ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2

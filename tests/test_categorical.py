@@ -176,3 +176,71 @@ def test_bellman_target_distribution_has_the_clipped_soft_target_as_expectation(
     else:
         inside = clipped.abs() <= 3.0 - 6 * 0.75 * 0.3
         torch.testing.assert_close(expectation[inside], clipped[inside], rtol=0, atol=1e-4)
+
+
+# -- c51: BRC's projected distributional target -----------------------------------------------
+def loop_projection(shifted: torch.Tensor, probs: torch.Tensor, v_max: float) -> torch.Tensor:
+    """The C51 projection sample by sample and atom by atom, in float64 (the oracle)."""
+    k = shifted.shape[-1]
+    width = 2 * v_max / (k - 1)
+    flat_shifted, flat_probs = shifted.reshape(-1, k).double(), probs.reshape(-1, k).double()
+    out = torch.zeros_like(flat_probs)
+    for row in range(flat_shifted.shape[0]):
+        for j in range(k):
+            point = min(max(float(flat_shifted[row, j]), -v_max), v_max)
+            position = (point + v_max) / width
+            low = min(math.floor(position), k - 2)
+            share = position - low
+            out[row, low] += flat_probs[row, j] * (1 - share)
+            out[row, low + 1] += flat_probs[row, j] * share
+    return out.reshape(probs.shape).to(probs.dtype)
+
+
+def test_c51_projection_matches_a_loop_and_keeps_mass_and_clipped_expectation():
+    support = CategoricalSupport(11, 2.0, "c51")
+    g = torch.Generator().manual_seed(3)
+    probs = torch.rand(4, 6, 11, generator=g).softmax(-1)
+    shifted = torch.randn(4, 6, 11, generator=g) * 2.0  # some beyond +-2
+    shifted[0, 0, :3] = torch.tensor([-2.0, 0.4, 2.0])  # on atoms and the ends
+    projected = support.project(shifted, probs)
+    torch.testing.assert_close(projected, loop_projection(shifted, probs, 2.0))
+    torch.testing.assert_close(projected.sum(-1), torch.ones(4, 6))
+    atoms = support.atoms(probs)
+    torch.testing.assert_close(
+        (projected * atoms).sum(-1), (probs * shifted.clamp(-2.0, 2.0)).sum(-1)
+    )
+    with pytest.raises(ValueError, match="c51 targets are projected distributions"):
+        support.target(torch.zeros(3))
+
+
+@pytest.mark.parametrize("reduction", ["min", "mean"])
+def test_c51_bellman_targets_project_the_target_critics_distribution(reduction):
+    agent = make_categorical_agent("c51", variant="multi-head", q_reduction=reduction)
+    batch = make_batch(seed=6)
+    dones = batch.dones.clone()
+    dones[:, 0] = 1.0
+    noise = torch.randn(T, B, A, generator=torch.Generator().manual_seed(2))
+    alpha = torch.tensor([0.05, 0.3, 1.0])
+    with torch.no_grad():
+        agent.critic_target.q2.heads["bias"].add_(torch.linspace(-1.0, 1.0, 21))  # they differ
+        targets = agent._soft_targets(batch.next_obs, batch.rewards, dones, noise, alpha)
+        index = torch.arange(T)
+        mean, log_std, _ = agent.actor(batch.next_obs, index)
+        action, log_prob = sample_tanh_gaussian(mean, log_std, noise)
+        _, _, logits = agent.critic_target(batch.next_obs, action, index, with_logits=True)
+        probs = logits.softmax(-1)
+        atoms = torch.linspace(-3.0, 3.0, 21)
+        if reduction == "mean":
+            p = (probs[0] + probs[1]) / 2
+        else:
+            q1, q2 = (probs * atoms).sum(-1)
+            p = torch.where((q2 < q1)[..., None], probs[1], probs[0])
+        shifted = batch.rewards[..., None] + 0.99 * (1 - dones[..., None]) * (
+            atoms - alpha[:, None, None] * log_prob[..., None]
+        )
+    assert targets.shape == (T, B, 21)
+    torch.testing.assert_close(targets, loop_projection(shifted, p, 3.0), rtol=1e-5, atol=1e-6)
+    # a terminal transition's target is the reward, two-hot on the support
+    torch.testing.assert_close(targets[:, 0], two_hot(batch.rewards[:, 0], 3.0, 21))
+    # the agent trains on it
+    assert not agent.update(batch).skipped

@@ -160,6 +160,7 @@ def test_finite_flag_agrees_with_isfinite_per_tensor(values):
         ("care", {}),
         ("multi-head", {"critic_loss": "hl-gauss", "num_bins": 11, "layer_norm": True}),
         ("shared", {"weight_decay": 0.05, "alpha_beta1": 0.5, "q_reduction": "mean"}),
+        ("task-encoder", {"critic_loss": "c51", "num_bins": 11, "shared_task_embedding": True}),
         # PaCo's extreme-task masking and reset decided on the device (the losses here are
         # ~250-400: this threshold masks some tasks), with the temperature task weights on top
         ("paco", {"extreme_loss_threshold": 330.0, "temperature_task_weights": True}),

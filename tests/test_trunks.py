@@ -232,7 +232,7 @@ def test_update_with_every_gradient_mode_logs_the_interference_matrix(method, va
         (["agent.critic_trunk=resnet"], "'agent.critic_trunk': 'resnet'; choose from: mlp, bronet"),
         (
             ["agent.critic_loss=huber"],
-            "'agent.critic_loss': 'huber'; choose from: mse, two-hot, hl-gauss",
+            "'agent.critic_loss': 'huber'; choose from: mse, two-hot, hl-gauss, c51",
         ),
         (["agent.q_reduction=max"], "'agent.q_reduction': 'max'; choose from: min, mean"),
         (["agent.num_bins=1"], "'agent.num_bins': 1; must be >= 2"),
