@@ -24,10 +24,13 @@
 #   categorical-mean  categorical with BRC's twin-critic mean instead of SAC's min in the target
 #                and the actor loss (agent.q_reduction=mean)
 #   efficient-mean  efficient with the twin-critic mean
-#   efficient-brc  efficient with every BRC detail that is an option: the c51 projected target
-#                with the twin-critic mean, the actor loss after the critic step, AdamW (weight
-#                decay 1e-4), one temperature (Adam beta1 0.5), BRC's task embedding (32-dim unit
-#                rows in the critic, read by the actor)
+#   efficient-brc  BRC's recipe at the CPU sizes (critic 128 wide, one block): efficient with
+#                every BRC detail that is an option: the c51 projected target with the
+#                twin-critic mean, the actor loss after the critic step, AdamW (weight decay
+#                1e-4), one temperature (Adam beta1 0.5), BRC's task embedding (32-dim unit rows
+#                in the critic, read by the actor), a BroNet actor (128 wide, one block) with
+#                tanh-squashed log-std in [-10, 2], orthogonal output layers, no gradient clip,
+#                Adam eps 1e-8 (the reference MT-SAC options off)
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>. Finished runs
 # are archived into docs/results/mt10_cpu_efficient_ablation/runs/ (the mt-sac arm's next to the
 # parity study's) and restored from there first, so a new machine continues where the last one
@@ -72,7 +75,9 @@ ARM[categorical-mean]="${ARM[categorical]} agent.q_reduction=mean"
 ARM[efficient-mean]="agent.q_reduction=mean"
 ARM[efficient-brc]="agent.critic_loss=c51 agent.q_reduction=mean agent.actor_after_critic_step=true agent.weight_decay=1e-4
   agent.shared_temperature=true agent.alpha_beta1=0.5 agent.shared_task_embedding=true
-  agent.task_embedding_dim=32"
+  agent.task_embedding_dim=32 agent.actor_trunk=bronet agent.actor_hidden=[128]
+  agent.log_std_bound=tanh agent.log_std_min=-10.0 agent.actor_head_init=null
+  agent.critic_head_init=null agent.grad_clip=null agent.adam_eps=1e-8"
 ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2
   categorical-alpha0.01 categorical-mean efficient-mean efficient-brc)
 BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False, train.updates_per_env_step=1)"
