@@ -1,7 +1,9 @@
 """Training with every efficient-critic option on (categorical HL-Gauss critic, BRC reward
 normalisation, BroNet critic, LayerNorm actor, task encoder, orthogonal init, the reference
-MT-SAC options, two updates per env step, PCGrad): same seed gives the same run, an interrupted
-run resumes bit for bit, and the logs hold the interference matrices and reward scales."""
+MT-SAC options, two updates per env step, PCGrad), and again with every BRC detail that is an
+option (c51 target, twin-critic mean, actor after the critic step, AdamW, one temperature, BRC's
+task embedding, BroNet actor): same seed gives the same run, an interrupted run resumes bit for
+bit, and the logs hold the interference matrices and reward scales."""
 
 from __future__ import annotations
 
@@ -40,12 +42,29 @@ EVERYTHING["agent"] = {
 }
 EVERYTHING["train"].update(total_env_steps=80, updates_per_env_step=2)
 EVERYTHING["eval"]["every_env_steps"] = 40
+# and with every BRC detail that is an option (the efficient-brc ablation arm)
+BRC = copy.deepcopy(EVERYTHING)
+BRC["agent"].update(
+    critic_loss="c51",
+    q_reduction="mean",
+    actor_after_critic_step=True,
+    weight_decay=1e-4,
+    shared_temperature=True,
+    alpha_beta1=0.5,
+    shared_task_embedding=True,
+    task_embedding_dim=8,
+    actor_trunk="bronet",
+    actor_hidden=[16],
+    log_std_bound="tanh",
+    log_std_min=-10.0,
+    grad_clip=None,
+)
 
 
-@pytest.fixture(scope="module")
-def config_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "everything.yaml"
-    path.write_text(yaml.safe_dump(EVERYTHING))
+@pytest.fixture(scope="module", params=["efficient", "brc"])
+def config_path(request, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / f"{request.param}.yaml"
+    path.write_text(yaml.safe_dump(EVERYTHING if request.param == "efficient" else BRC))
     return path
 
 
