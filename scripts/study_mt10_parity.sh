@@ -24,6 +24,8 @@ RESULTS=docs/results/mt10_reference_parity
 ARCHIVE=$RESULTS/runs
 OLD_RUNS=docs/results/mt10_cpu_study/runs/shared/uniform
 MTRL=(python -m mtrl_align.cli)
+# the report's label of the old defaults (rows are labelled by the keys in which they differ)
+V1_LABEL="uniform (agent.actor_head_init=None, agent.adam_eps=1e-08, agent.critic_head_init=None, agent.grad_clip=None, agent.init=torch, agent.log_std_bound=tanh)"
 part=${1:-all}
 status=0
 
@@ -80,8 +82,11 @@ report() {
       --baseline reference-mtsac --no-stability >/dev/null || status=$?
     "${MTRL[@]}" report "$SWEEPS" --out "$RESULTS/at_50k_$metric" --metric "$metric" \
       --at-steps 50000 --baseline reference-mtsac --no-stability >/dev/null || status=$?
+    # which setting mattered: every row at 50k against the old defaults
+    "${MTRL[@]}" report "$SWEEPS" --out "$RESULTS/at_50k_vs_v1_$metric" --metric "$metric" \
+      --at-steps 50000 --baseline "$V1_LABEL" --no-stability >/dev/null || status=$?
   done
-  echo "parity: reports in $RESULTS/{full,at_50k}_{final,last3}/report.md"
+  echo "parity: reports in $RESULTS/{full,at_50k,at_50k_vs_v1}_{final,last3}/report.md"
 }
 
 case $part in
