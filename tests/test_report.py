@@ -41,13 +41,18 @@ def write_run(
     success: np.ndarray,
     state: str = "finished",
     config_changes: dict | None = None,
+    returns: np.ndarray | None = None,
+    log_returns: bool = True,
 ) -> Path:
     """A run directory in the training contract's format.
 
     Args:
         success: success rates [evaluations, tasks] at ``EVAL_STEPS``.
         config_changes: dotted key -> value applied to the default config.
+        returns: evaluation returns [evaluations, tasks] (default zeros).
+        log_returns: False writes evaluations without returns (older logs, other peers).
     """
+    returns = np.zeros_like(success) if returns is None else returns
     config = to_dict(TrainConfig())
     changes = {
         "seed": seed,
@@ -69,18 +74,20 @@ def write_run(
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     with open(run_dir / "eval.jsonl", "w") as handle:
-        for steps, rates in zip(EVAL_STEPS[: len(success)], success, strict=True):
+        for steps, rates, gains in zip(EVAL_STEPS[: len(success)], success, returns, strict=True):
             entry = {
                 "env_steps": steps,
                 "total_env_steps": steps * len(TASKS),
                 "updates": steps,
                 "mean_success": float(np.mean(rates)),
                 "success": {t: float(r) for t, r in zip(TASKS, rates, strict=True)},
-                "mean_return": 0.0,
-                "returns": dict.fromkeys(TASKS, 0.0),
+                "mean_return": float(np.mean(gains)),
+                "returns": {t: float(g) for t, g in zip(TASKS, gains, strict=True)},
                 "episodes_per_task": EPISODES,
                 "wall_time_s": 1.0,
             }
+            if not log_returns:
+                del entry["mean_return"], entry["returns"]
             handle.write(json.dumps(entry) + "\n")
     status = {"state": state, "env_steps": EVAL_STEPS[len(success) - 1], "error": None}
     (run_dir / "status.json").write_text(json.dumps(status))
@@ -408,3 +415,40 @@ def test_last3_metric_is_the_mean_of_the_last_three_evaluations(tmp_path):
     assert row.mean_success.mean == pytest.approx(per_seed.mean())
     assert row.reported_env_steps == [EVAL_STEPS[-1]] * 3
     assert "mean of the last three evaluations" in report.markdown.read_text()
+
+
+@pytest.mark.parametrize("metric", ["final", "best", "last3"])
+def test_per_task_returns_come_from_the_reported_evaluations(tmp_path, metric):
+    rng = np.random.default_rng(11)
+    logs = {}
+    for seed in range(3):
+        success, returns = random_success(rng), rng.uniform(0, 1500, size=(3, len(TASKS)))
+        write_run(tmp_path / "sweep" / f"seed_{seed}", "pcgrad", seed, success, returns=returns)
+        logs[seed] = (success, returns)
+    report = build_report(tmp_path / "sweep", tmp_path / "out", metric=metric, with_plots=False)
+    (row,) = report.rows
+    if metric == "final":
+        picked = np.stack([r[-1] for _, r in logs.values()])
+    elif metric == "best":
+        picked = np.stack([r[np.argmax(s.mean(axis=1))] for s, r in logs.values()])
+    else:
+        picked = np.stack([r.mean(axis=0) for _, r in logs.values()])  # 3 evaluations
+    for t, task in enumerate(TASKS):
+        assert row.per_task_return[task].mean == pytest.approx(picked[:, t].mean())
+        assert row.per_task_return[task].sem == pytest.approx(_sem(picked)[t])
+    text = report.markdown.read_text()
+    assert "## Per-task return (mean ± SEM over seeds)" in text
+    assert f"{picked[:, 0].mean():.1f} ± {_sem(picked)[0]:.1f}" in text
+    with open(report.csv) as handle:
+        (line,) = csv.DictReader(handle)
+    assert float(line[f"{TASKS[2]}_return_mean"]) == pytest.approx(picked[:, 2].mean())
+
+
+def test_runs_without_returns_get_no_return_table(tmp_path):
+    rng = np.random.default_rng(12)
+    for seed in range(2):
+        write_run(tmp_path / "sweep" / f"seed_{seed}", "pcgrad", seed, random_success(rng),
+                  log_returns=seed == 0)  # fmt: skip
+    report = build_report(tmp_path / "sweep", tmp_path / "out", with_plots=False)
+    assert report.rows[0].per_task_return == {}
+    assert "Per-task return" not in report.markdown.read_text()

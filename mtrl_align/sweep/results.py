@@ -15,7 +15,7 @@ The statistics over seeds come from :func:`envs.statistics.summarize_over_seeds`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mtrl_align.sweep.grouping import RunGroup
 from mtrl_align.sweep.runs import Evaluation, RunRecord
@@ -59,6 +59,8 @@ class RowResult:
         per_seed_scores: success per seed and task, [seeds, tasks] in the order of ``seeds``
             and ``tasks``.
         settings: the row's dotted config leaves as labels show them (``RunGroup.settings``).
+        per_task_return: mean undiscounted evaluation return of each task over seeds, from the
+            same evaluation(s) as the success rates; empty when a run did not log returns.
     """
 
     label: str
@@ -73,6 +75,7 @@ class RowResult:
     reported_env_steps: list[int]
     per_seed_scores: list[list[float]]
     settings: tuple[tuple[str, str], ...] = ()
+    per_task_return: dict[str, Estimate] = field(default_factory=dict)
 
 
 def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
@@ -97,6 +100,9 @@ def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
     tasks in each), dated at the last one."""
     tasks = list(evaluations[-1].success)
     success = {t: sum(e.success[t] for e in evaluations) / len(evaluations) for t in tasks}
+    returns = None
+    if all(e.returns is not None and set(tasks) <= set(e.returns) for e in evaluations):
+        returns = {t: sum(e.returns[t] for e in evaluations) / len(evaluations) for t in tasks}  # type: ignore[index]
     last = evaluations[-1]
     return Evaluation(
         env_steps=last.env_steps,
@@ -104,6 +110,7 @@ def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         success=success,
         episodes_per_task=last.episodes_per_task,
         wall_time_s=last.wall_time_s,
+        returns=returns,
     )
 
 
@@ -126,6 +133,11 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
             raise ValueError(f"run '{run.run_dir}' has no success rate for {', '.join(missing)}")
         per_seed.append({t: evaluation.success[t] for t in tasks})
     stats = summarize_over_seeds(per_seed, seed=seed)
+    per_task_return: dict[str, Estimate] = {}
+    if all(e.returns is not None and set(tasks) <= set(e.returns) for e in picked):
+        for task in tasks:
+            values = [e.returns[task] for e in picked]  # type: ignore[index]
+            per_task_return[task] = _estimate(values)
     return RowResult(
         label=group.label,
         method=group.method,
@@ -139,4 +151,15 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         reported_env_steps=[e.env_steps for e in picked],
         per_seed_scores=[[s[t] for t in tasks] for s in per_seed],
         settings=group.settings,
+        per_task_return=per_task_return,
     )
+
+
+def _estimate(values: Sequence[float]) -> Estimate:
+    """Mean and SEM (sample std / sqrt(n); NaN for one value) of ``values``."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, float("nan"))
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return Estimate(mean, (variance / n) ** 0.5)

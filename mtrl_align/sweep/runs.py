@@ -34,6 +34,7 @@ class Evaluation:
         episodes_per_task: evaluation episodes per task.
         wall_time_s: training wall time when it was taken (all sessions of a resumed run
             together), ``None`` when not logged.
+        returns: mean undiscounted evaluation return of each task, ``None`` when not logged.
     """
 
     env_steps: int
@@ -41,6 +42,7 @@ class Evaluation:
     success: dict[str, float]
     episodes_per_task: int | None
     wall_time_s: float | None = None
+    returns: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ def read_evaluations(path: Path) -> list[Evaluation]:
                 episodes_per_task=entry.get("episodes_per_task"),
                 wall_time_s=(
                     float(entry["wall_time_s"]) if entry.get("wall_time_s") is not None else None
+                ),
+                returns=(
+                    {str(k): float(v) for k, v in entry["returns"].items()}
+                    if isinstance(entry.get("returns"), dict)
+                    else None
                 ),
             )
         )

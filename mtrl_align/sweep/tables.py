@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mtrl_align.sweep.protocol import Protocol
-from mtrl_align.sweep.results import METRIC_DESCRIPTIONS, RowResult
+from mtrl_align.sweep.results import METRIC_DESCRIPTIONS, Estimate, RowResult
 
 
-def _pm(mean: float, sem: float) -> str:
+def _pm(mean: float, sem: float, digits: int = 3) -> str:
     if math.isnan(sem):  # a single seed has no standard error
-        return f"{mean:.3f} ± n/a"
-    return f"{mean:.3f} ± {sem:.3f}"
+        return f"{mean:.{digits}f} ± n/a"
+    return f"{mean:.{digits}f} ± {sem:.{digits}f}"
 
 
 def markdown_report(
@@ -63,6 +63,23 @@ def markdown_report(
     for task in tasks:
         cells = [_pm(row.per_task[task].mean, row.per_task[task].sem) for row in rows]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if rows and all(row.per_task_return for row in rows):
+        lines += [
+            "",
+            "## Per-task return (mean ± SEM over seeds)",
+            "",
+            "Undiscounted evaluation return per episode, from the same evaluation(s) as the "
+            "success rates: it shows progress on tasks whose success is still 0.",
+            "",
+            "| Task | " + " | ".join(row.label for row in rows) + " |",
+            "|---|" + "---:|" * len(rows),
+        ]
+        for task in tasks:
+            cells = [
+                _pm(row.per_task_return[task].mean, row.per_task_return[task].sem, digits=1)
+                for row in rows
+            ]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
     lines += ["", "## Runs", ""]
     for row in rows:
         steps = sorted(set(row.reported_env_steps))
@@ -102,6 +119,10 @@ def csv_rows(rows: Sequence[RowResult], protocol: Protocol, metric: str) -> list
         for task in protocol.tasks:
             record[f"{task}_mean"] = row.per_task[task].mean
             record[f"{task}_sem"] = row.per_task[task].sem
+        for task in protocol.tasks:
+            estimate = row.per_task_return.get(task, Estimate(float("nan"), float("nan")))
+            record[f"{task}_return_mean"] = estimate.mean
+            record[f"{task}_return_sem"] = estimate.sem
         record.update(protocol.as_row())
         table.append(record)
     return table
