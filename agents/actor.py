@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from agents.initialization import InitSpec
 from agents.networks import build_network
-from agents.task_embedding import join_embedding
+from agents.task_embedding import join_embedding, network_layout
 from agents.trunks import TrunkSpec
 
 LOG_STD_BOUNDS = ("tanh", "clip")
@@ -73,13 +73,7 @@ class TanhGaussianActor(nn.Module):
         # the critic whose task embedding the actor reads (a list: not a submodule, so its
         # parameters stay out of the actor's parameters, optimiser and state dict)
         self._embedding_owner: list[nn.Module] = []
-        net_variant, net_obs_dim = variant, obs_dim
-        if shared_embedding_dim is not None:
-            if variant != "task-encoder":
-                raise ValueError(
-                    f"a shared task embedding needs variant task-encoder, not {variant!r}"
-                )
-            net_variant, net_obs_dim = "shared", self.state_dim + shared_embedding_dim
+        net_variant, net_obs_dim = network_layout(variant, obs_dim, num_tasks, shared_embedding_dim)
         self.net = build_network(
             net_variant,
             net_obs_dim,

@@ -97,14 +97,22 @@ class CategoricalSupport:
         """C51 projection: the distribution with mass ``probs[..., j]`` at ``shifted[..., j]``
         (both [..., K]; each point clipped to [-v_max, v_max]) split two-hot onto the atoms,
         [..., K]. Mass is kept, and so is the expectation of the clipped points."""
-        position = (shifted.clamp(-self.v_max, self.v_max) + self.v_max) / self.bin_width
-        lower = position.floor().clamp(max=self.num_bins - 2)
-        upper_share = position - lower
+        lower, upper_share = two_hot_split(shifted, self.v_max, self.num_bins)
         index = lower.to(torch.int64)
         out = torch.zeros_like(probs)
         out.scatter_add_(-1, index, probs * (1.0 - upper_share))
         out.scatter_add_(-1, index + 1, probs * upper_share)
         return out
+
+
+def two_hot_split(values: Tensor, v_max: float, num_bins: int) -> tuple[Tensor, Tensor]:
+    """``(lower, upper_share)`` [...] of ``values`` [...] clipped to [-v_max, v_max]: the index
+    of the atom at or below each value (as a float, at most K - 2) and the share of its mass
+    that goes to the atom above."""
+    width = 2.0 * v_max / (num_bins - 1)
+    position = (values.clamp(-v_max, v_max) + v_max) / width  # in [0, K - 1]
+    lower = position.floor().clamp(max=num_bins - 2)
+    return lower, position - lower
 
 
 def two_hot(values: Tensor, v_max: float, num_bins: int) -> Tensor:
@@ -113,10 +121,8 @@ def two_hot(values: Tensor, v_max: float, num_bins: int) -> Tensor:
     Written with comparisons against ``arange(K)`` (no scatter or one_hot), so that it also
     runs under ``torch.func.vmap``.
     """
-    width = 2.0 * v_max / (num_bins - 1)
-    position = (values.clamp(-v_max, v_max) + v_max) / width  # in [0, K - 1]
-    lower = position.floor().clamp(max=num_bins - 2)
-    upper_share = (position - lower).unsqueeze(-1)
+    lower, upper_share = two_hot_split(values, v_max, num_bins)
+    upper_share = upper_share.unsqueeze(-1)
     index = torch.arange(num_bins, dtype=values.dtype, device=values.device)
     at_lower = (index == lower.unsqueeze(-1)).to(values.dtype)
     at_upper = (index == lower.unsqueeze(-1) + 1).to(values.dtype)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from agents.categorical import CategoricalSupport
 from agents.initialization import InitSpec
 from agents.networks import build_network
-from agents.task_embedding import UnitTaskEmbedding, join_embedding
+from agents.task_embedding import UnitTaskEmbedding, join_embedding, network_layout
 from agents.trunks import TrunkSpec
 
 
@@ -48,13 +48,7 @@ class TwinCritic(nn.Module):
         super().__init__()
         self.support = support
         self.state_dim = obs_dim - num_tasks
-        net_variant, net_obs_dim = variant, obs_dim
-        if shared_embedding_dim is not None:
-            if variant != "task-encoder":
-                raise ValueError(
-                    f"a shared task embedding needs variant task-encoder, not {variant!r}"
-                )
-            net_variant, net_obs_dim = "shared", self.state_dim + shared_embedding_dim
+        net_variant, net_obs_dim = network_layout(variant, obs_dim, num_tasks, shared_embedding_dim)
         self.q1, self.q2 = (
             build_network(
                 net_variant,

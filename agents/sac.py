@@ -417,14 +417,9 @@ class MultiTaskSAC:
             optimizer.zero_grad(set_to_none=True)
 
     def _grads_finite(self) -> bool:
-        grads = [
-            p.grad
-            for module in (self.actor, self.critic)
-            for p in module.parameters()
-            if p.grad is not None
-        ]
-        grads.append(self.log_alpha.grad)
-        return all_finite(grads)
+        return all_finite(
+            [*self._grads_of(self.actor), *self._grads_of(self.critic), self.log_alpha.grad]
+        )
 
     def update(self, batch: Any, collect_stats: bool = False) -> UpdateResult:
         """One SAC update from a replay batch (``obs [T, B, o]``, ``actions``, ``rewards [T, B]``,
@@ -462,9 +457,7 @@ class MultiTaskSAC:
         if not finite:
             self._zero_grads()
             self._restore_aggregators(snapshot)
-            self.nonfinite_skips += 1
-            self.consecutive_nonfinite += 1
-            self.longest_nonfinite_run = max(self.longest_nonfinite_run, self.consecutive_nonfinite)
+            self._count_skip()
             return UpdateResult(skipped=True, metrics=metrics)
         self.consecutive_nonfinite = 0
         self._clip_gradients()
@@ -506,21 +499,22 @@ class MultiTaskSAC:
             self._count_critic_step()
         if not (critic_ok and actor_ok):
             self._zero_grads()
-            if critic_ok:  # keep the critic aggregator's state of the step that was taken
-                snapshot = {
-                    name: snapshot[name] if name == "actor" else agg.state_dict()
-                    for name, agg in self.aggregators.items()
-                }
+            if critic_ok:  # the critic's step was taken: roll back the actor's aggregator only
+                snapshot = {name: state for name, state in snapshot.items() if name == "actor"}
             self._restore_aggregators(snapshot)
-            self.nonfinite_skips += 1
-            self.consecutive_nonfinite += 1
-            self.longest_nonfinite_run = max(self.longest_nonfinite_run, self.consecutive_nonfinite)
+            self._count_skip()
             return UpdateResult(skipped=True, metrics=metrics)
         self.consecutive_nonfinite = 0
         self._clip_network("actor")
         self.actor_optimizer.step()
         self.alpha_optimizer.step()
         return self._result(False, metrics, critic_step, actor_step)
+
+    def _count_skip(self) -> None:
+        """Count a skipped (non-finite) update of the per-update path."""
+        self.nonfinite_skips += 1
+        self.consecutive_nonfinite += 1
+        self.longest_nonfinite_run = max(self.longest_nonfinite_run, self.consecutive_nonfinite)
 
     def _count_critic_step(self) -> None:
         """After an applied critic step: count it and move the targets when due."""
@@ -741,8 +735,9 @@ class MultiTaskSAC:
         return {name: copy.deepcopy(agg.state_dict()) for name, agg in self.aggregators.items()}
 
     def _restore_aggregators(self, snapshot: dict[str, dict[str, Any]]) -> None:
-        for name, agg in self.aggregators.items():
-            agg.load_state_dict(snapshot[name])
+        """Load the snapshotted states back (the aggregators it names)."""
+        for name, state in snapshot.items():
+            self.aggregators[name].load_state_dict(state)
 
     @torch.no_grad()
     def _update_targets(self) -> None:

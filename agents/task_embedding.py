@@ -36,6 +36,18 @@ class UnitTaskEmbedding(nn.Module):
         return unit.unsqueeze(-2).expand(*like.shape[:-1], -1)
 
 
+def network_layout(
+    variant: str, obs_dim: int, num_tasks: int, shared_embedding_dim: int | None
+) -> tuple[str, int]:
+    """``(variant, obs_dim)`` to build a network with: as given, or with a shared embedding
+    of size D the ``shared`` MLP on state + row (``task-encoder`` only)."""
+    if shared_embedding_dim is None:
+        return variant, obs_dim
+    if variant != "task-encoder":
+        raise ValueError(f"a shared task embedding needs variant task-encoder, not {variant!r}")
+    return "shared", obs_dim - num_tasks + shared_embedding_dim
+
+
 def join_embedding(obs: Tensor, state_dim: int, embedding: Tensor) -> Tensor:
     """The network input [*lead, N, state_dim + D]: the state part of ``obs`` [*lead, N,
     state_dim + T] (the one-hot id dropped) joined to ``embedding`` [*lead, N, D]."""

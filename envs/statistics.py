@@ -69,7 +69,7 @@ class SeedSummary:
         )
 
 
-def _sem(values: np.ndarray, axis: int = 0) -> np.ndarray:
+def standard_error(values: np.ndarray, axis: int = 0) -> np.ndarray:
     """Standard error of the mean along ``axis`` (ddof=1); NaN for a single value."""
     n = values.shape[axis]
     if n < 2:
@@ -185,9 +185,9 @@ def summarize_over_seeds(
         num_seeds=scores.shape[0],
         tasks=tasks,
         per_task_mean=dict(zip(tasks, scores.mean(axis=0).tolist(), strict=True)),
-        per_task_sem=dict(zip(tasks, _sem(scores).tolist(), strict=True)),
+        per_task_sem=dict(zip(tasks, standard_error(scores).tolist(), strict=True)),
         mean=float(per_seed_mean.mean()),
-        sem=float(_sem(per_seed_mean[:, None])[0]),
+        sem=float(standard_error(per_seed_mean[:, None])[0]),
         iqm=float(_iqm(scores)),
         iqm_ci=(low, high),
         confidence=confidence,

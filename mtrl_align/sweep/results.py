@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mtrl_align.sweep.grouping import RunGroup
 from mtrl_align.sweep.runs import Evaluation, RunRecord
 
@@ -123,7 +125,7 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         metric: one of :data:`METRICS`.
         seed: seed of the bootstrap resampling (fixed, so a report is reproducible).
     """
-    from envs.statistics import summarize_over_seeds
+    from envs.statistics import standard_error, summarize_over_seeds
 
     picked = [pick_evaluation(run, metric) for run in group.runs]
     per_seed: list[dict[str, float]] = []
@@ -136,8 +138,8 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
     per_task_return: dict[str, Estimate] = {}
     if all(e.returns is not None and set(tasks) <= set(e.returns) for e in picked):
         for task in tasks:
-            values = [e.returns[task] for e in picked]  # type: ignore[index]
-            per_task_return[task] = _estimate(values)
+            values = np.array([e.returns[task] for e in picked])  # type: ignore[index]
+            per_task_return[task] = Estimate(float(values.mean()), float(standard_error(values)))
     return RowResult(
         label=group.label,
         method=group.method,
@@ -153,13 +155,3 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         settings=group.settings,
         per_task_return=per_task_return,
     )
-
-
-def _estimate(values: Sequence[float]) -> Estimate:
-    """Mean and SEM (sample std / sqrt(n); NaN for one value) of ``values``."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return Estimate(mean, float("nan"))
-    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return Estimate(mean, (variance / n) ** 0.5)
