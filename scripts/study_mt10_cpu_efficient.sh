@@ -5,11 +5,12 @@
 #   1. restore the runs archived in git into runs/sweeps/mt10_cpu_efficient/: this study's
 #      (docs/results/mt10_cpu_efficient/runs/) and the 30 runs of the first CPU study
 #      (docs/results/mt10_cpu_study/runs/ -> .../mt10_cpu_study/; only read by the report);
-#   2. seed by seed (0..4): the efficient critic with uniform, aligned-mtl and pcgrad
-#      (.../efficient), and MT-SAC with the new defaults (configs/mt10_cpu_study.yaml, the
-#      reference options; .../mt-sac). Those MT-SAC runs are the reference-parity study's "new
-#      defaults" (docs/results/mt10_reference_parity/runs/new_defaults/): they are restored
-#      first, so only seeds that study has not finished are trained;
+#   2. seeds 0..4 of the efficient critic with uniform, aligned-mtl and pcgrad (.../efficient;
+#      one sweep, method by method, so that --workers 2 keeps both cores busy: 15 runs), and
+#      MT-SAC with the new defaults (configs/mt10_cpu_study.yaml, the reference options;
+#      .../mt-sac). Those MT-SAC runs are the reference-parity study's "new defaults"
+#      (docs/results/mt10_reference_parity/runs/new_defaults/): they are restored first, so
+#      only seeds that study has not finished are trained;
 #   3. archive every finished run of step 2 (config.yaml, eval.jsonl, status.json,
 #      scalars.jsonl): the efficient runs into docs/results/mt10_cpu_efficient/runs/, the
 #      MT-SAC runs next to the parity study's;
@@ -55,12 +56,10 @@ if [[ $archive_only == 0 ]]; then
   if [[ -n $FIRST_STUDY && -d $FIRST_STUDY ]]; then
     "${MTRL[@]}" restore "$FIRST_STUDY" "$SWEEPS/mt10_cpu_study" || exit $?
   fi
-  for seed in ${SEEDS//,/ }; do
-    "${MTRL[@]}" sweep "$CONFIG" --seeds "$seed" --methods uniform,aligned-mtl,pcgrad \
-      --out "$SWEEPS/efficient" "$@" || status=$?
-    "${MTRL[@]}" sweep "$MT_SAC_CONFIG" --seeds "$seed" --methods uniform \
-      --out "$SWEEPS/mt-sac" "$@" || status=$?
-  done
+  "${MTRL[@]}" sweep "$CONFIG" --seeds "$SEEDS" --methods uniform,aligned-mtl,pcgrad \
+    --out "$SWEEPS/efficient" "$@" || status=$?
+  "${MTRL[@]}" sweep "$MT_SAC_CONFIG" --seeds "$SEEDS" --methods uniform \
+    --out "$SWEEPS/mt-sac" "$@" || status=$?
   case " $* " in *" --dry-run "*|*" --no-wait "*) exit $status ;; esac
 fi
 
