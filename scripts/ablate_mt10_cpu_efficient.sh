@@ -30,7 +30,10 @@
 #                1e-4), one temperature (Adam beta1 0.5), BRC's task embedding (32-dim unit rows
 #                in the critic, read by the actor), a BroNet actor (128 wide, one block) with
 #                tanh-squashed log-std in [-10, 2], orthogonal output layers, no gradient clip,
-#                Adam eps 1e-8 (the reference MT-SAC options off)
+#                Adam eps 1e-8 (the reference MT-SAC options off). The choice rule picked it
+#                for the study, so it is configs/mt10_cpu_efficient.yaml as it is: its runs are
+#                the study's uniform runs (restored from the study's archive, read here at 50k;
+#                a 100k run's first 50k steps are the 50k run's, evaluation for evaluation)
 # Runs live in runs/sweeps/mt10_cpu_efficient_ablation/<arm>/uniform/seed_<s>. Finished runs
 # are archived into docs/results/mt10_cpu_efficient_ablation/runs/ (the mt-sac arm's next to the
 # parity study's) and restored from there first, so a new machine continues where the last one
@@ -48,6 +51,7 @@ set -f  # no globbing: overrides such as agent.critic_hidden=[128] are literal w
 cd "$(dirname "$0")/.."
 CONFIG=configs/mt10_cpu_efficient_ablation.yaml
 MT_SAC_CONFIG=configs/mt10_cpu_study.yaml
+STUDY_CONFIG=configs/mt10_cpu_efficient.yaml
 STEPS=50000
 # SWEEPS, RESULTS and SEEDS can be set from outside (smoke tests)
 SWEEPS=${SWEEPS:-runs/sweeps/mt10_cpu_efficient_ablation}
@@ -55,6 +59,8 @@ RESULTS=${RESULTS:-docs/results/mt10_cpu_efficient_ablation}
 SEEDS=${SEEDS:-0,1,2}
 ARCHIVE=$RESULTS/runs
 MT_SAC_ARCHIVE=${MT_SAC_ARCHIVE:-docs/results/mt10_reference_parity/runs/new_defaults}
+# the efficient-critic study's runs (scripts/study_mt10_cpu_efficient.sh): arm efficient-brc
+STUDY_ARCHIVE=${STUDY_ARCHIVE:-docs/results/mt10_cpu_efficient/runs/efficient}
 MTRL=(python -m mtrl_align.cli)
 
 MT_SAC=(agent.variant=shared "agent.critic_hidden=[128,128]" agent.critic_trunk=mlp
@@ -73,11 +79,7 @@ ARM[categorical-rr2]="${ARM[categorical]} train.updates_per_env_step=2"
 ARM[categorical-alpha0.01]="${ARM[categorical]} agent.init_temperature=0.01"
 ARM[categorical-mean]="${ARM[categorical]} agent.q_reduction=mean"
 ARM[efficient-mean]="agent.q_reduction=mean"
-ARM[efficient-brc]="agent.critic_loss=c51 agent.q_reduction=mean agent.actor_after_critic_step=true agent.weight_decay=1e-4
-  agent.shared_temperature=true agent.alpha_beta1=0.5 agent.shared_task_embedding=true
-  agent.task_embedding_dim=32 agent.actor_trunk=bronet agent.actor_hidden=[128]
-  agent.log_std_bound=tanh agent.log_std_min=-10.0 agent.actor_head_init=null
-  agent.critic_head_init=null agent.grad_clip=null agent.adam_eps=1e-8"
+ARM[efficient-brc]=""  # trained on $STUDY_CONFIG as it is
 ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2
   categorical-alpha0.01 categorical-mean efficient-mean efficient-brc)
 BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False, train.updates_per_env_step=1)"
@@ -107,12 +109,16 @@ fi
 if [[ -d $MT_SAC_ARCHIVE ]]; then
   "${MTRL[@]}" restore "$MT_SAC_ARCHIVE" "$SWEEPS/mt-sac" || exit $?
 fi
+if [[ -d $STUDY_ARCHIVE/uniform ]]; then
+  "${MTRL[@]}" restore "$STUDY_ARCHIVE/uniform" "$SWEEPS/efficient-brc/uniform" || exit $?
+fi
 if [[ $report_only == 0 ]]; then
   # seed by seed, so that every arm has the same number of seeds at every stop
   for seed in ${SEEDS//,/ }; do
     for arm in "${arms[@]}"; do
       config=$CONFIG
       [[ $arm == mt-sac ]] && config=$MT_SAC_CONFIG
+      [[ $arm == efficient-brc ]] && config=$STUDY_CONFIG
       # shellcheck disable=SC2086  # the arm's overrides are words
       "${MTRL[@]}" sweep "$config" --seeds "$seed" --methods uniform --out "$SWEEPS/$arm" \
         ${ARM[$arm]} "${rest[@]}" || status=$?
@@ -128,6 +134,7 @@ fi
 for arm in $(find "$SWEEPS" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort); do
   target=$ARCHIVE/$arm
   [[ $arm == mt-sac ]] && target=$MT_SAC_ARCHIVE
+  [[ $arm == efficient-brc ]] && target=$STUDY_ARCHIVE
   "${MTRL[@]}" archive "$SWEEPS/$arm" "$target" >/dev/null || status=$?
 done
 for metric in final last3; do
