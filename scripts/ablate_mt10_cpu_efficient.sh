@@ -40,7 +40,7 @@
 # stopped. The report (mean success +- SEM, IQM, per task, differences from mt-sac, wall time
 # per run, gradient stability and task interference per arm), every run read at 50k steps,
 # goes to docs/results/mt10_cpu_efficient_ablation/ for the final and for the mean of the last
-# three evaluations (report_last3/). Rows are labelled with the keys in which the arms differ.
+# three evaluations (report_last3/). Rows are labelled by arm folder (categorical/uniform, ...).
 # Run it again to continue (finished runs are skipped, interrupted ones resumed).
 #   scripts/ablate_mt10_cpu_efficient.sh                       all arms, seeds 0..2
 #   scripts/ablate_mt10_cpu_efficient.sh --arms mt-sac,rr2     some arms
@@ -82,7 +82,8 @@ ARM[efficient-mean]="agent.q_reduction=mean"
 ARM[efficient-brc]=""  # trained on $STUDY_CONFIG as it is
 ORDER=(mt-sac reward-norm categorical bronet efficient two-hot rr2 mt-sac-rr2 categorical-rr2
   categorical-alpha0.01 categorical-mean efficient-mean efficient-brc)
-BASELINE="uniform (agent.critic_loss=mse, agent.reward_normalization=False, train.updates_per_env_step=1)"
+# rows are labelled by their folders (efficient/uniform, mt-sac/uniform, ...)
+BASELINE="mt-sac/uniform"
 
 arms=("${ORDER[@]}")
 report_only=0
@@ -140,7 +141,7 @@ done
 for metric in final last3; do
   out=$RESULTS
   [[ $metric == last3 ]] && out=$RESULTS/report_last3
-  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" \
+  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" --labels folders \
     --at-steps "$STEPS" >/dev/null; then
     echo "ablation: report ($metric) in $out/report.md"
   else

@@ -35,7 +35,8 @@ ARCHIVE=$RESULTS/runs
 MT_SAC_CONFIG=configs/mt10_cpu_study.yaml
 MT_SAC_ARCHIVE=${MT_SAC_ARCHIVE:-docs/results/mt10_reference_parity/runs/new_defaults}
 MTRL=(python -m mtrl_align.cli)
-BASELINE="uniform (agent.critic_loss=mse, agent.init=he-uniform)"
+# rows are labelled by their folders (efficient/uniform, mt-sac/uniform, ...)
+BASELINE="mt-sac/uniform"
 
 archive_only=0
 if [[ "${1:-}" == "--archive-only" ]]; then
@@ -76,7 +77,7 @@ fi
 for metric in final last3; do
   out=$RESULTS
   [[ $metric == last3 ]] && out=$RESULTS/report_last3
-  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" \
+  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" --labels folders \
     >/dev/null; then
     echo "study: report ($metric) in $out/report.md"
     for png in "$out"/*.png; do

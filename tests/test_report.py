@@ -452,3 +452,99 @@ def test_runs_without_returns_get_no_return_table(tmp_path):
     report = build_report(tmp_path / "sweep", tmp_path / "out", with_plots=False)
     assert report.rows[0].per_task_return == {}
     assert "Per-task return" not in report.markdown.read_text()
+
+
+def test_folder_labels_name_the_seed_folders_and_keep_the_settings(tmp_path, capsys):
+    """``--labels folders``: each row is the folder of its seed directories under the root; the
+    settings that set it apart from its method's other rows go to the "Runs" list; the same
+    numbers as the settings labels, row for row."""
+    rng = np.random.default_rng(11)
+    kwargs = {"with_plots": False, "with_stability": False}
+    for seed in (0, 1, 2):
+        write_run(
+            tmp_path / "runs" / "big" / "uniform" / f"seed_{seed}",
+            "uniform",
+            seed,
+            random_success(rng),
+            config_changes={"agent.critic_hidden": [256, 256]},
+        )
+        write_run(
+            tmp_path / "runs" / "small" / "uniform" / f"seed_{seed}",
+            "uniform",
+            seed,
+            random_success(rng),
+            config_changes={"agent.critic_hidden": [64, 64]},
+        )
+        write_run(
+            tmp_path / "runs" / "small" / "pcgrad" / f"seed_{seed}",
+            "pcgrad",
+            seed,
+            random_success(rng),
+        )
+    root = tmp_path / "runs"
+    by_settings = build_report(root, tmp_path / "s", **kwargs)
+    by_folder = build_report(
+        root, tmp_path / "f", labels="folders", baseline="small/uniform", **kwargs
+    )
+    assert [r.label for r in by_folder.rows] == ["big/uniform", "small/pcgrad", "small/uniform"]
+    settings_of = {
+        "big/uniform": "uniform (agent.critic_hidden=[256,256])",
+        "small/uniform": "uniform (agent.critic_hidden=[64,64])",
+        "small/pcgrad": "pcgrad",
+    }
+    numbers = {r.label: (r.seeds, r.mean_success) for r in by_settings.rows}
+    for row in by_folder.rows:
+        assert (row.seeds, row.mean_success) == numbers[settings_of[row.label]]
+    assert {r.label: r.detail for r in by_folder.rows} == {
+        "big/uniform": "agent.critic_hidden=[256,256]",
+        "small/uniform": "agent.critic_hidden=[64,64]",
+        "small/pcgrad": "",
+    }
+    text = by_folder.markdown.read_text()
+    assert "## Differences from small/uniform" in text
+    assert "- big/uniform: seeds 0, 1, 2; evaluations at" in text
+    assert "; uniform with agent.critic_hidden=[256,256]" in text
+    assert {c.label for c in by_folder.comparisons} == {"big/uniform", "small/pcgrad"}
+    # the command line takes the same choice
+    args = ["report", str(root), "--out", str(tmp_path / "cli"), "--no-plots", "--no-stability"]
+    assert cli_main([*args, "--labels", "folders", "--baseline", "small/uniform"]) == 0
+    assert "| small/pcgrad | 3 |" in capsys.readouterr().out
+
+
+def test_folder_labels_keep_rows_that_share_a_folder_apart(tmp_path):
+    rng = np.random.default_rng(12)
+    for seed in (0, 1):
+        write_run(
+            tmp_path / "mixed" / f"a{seed}",
+            "uniform",
+            seed,
+            random_success(rng),
+            config_changes={"agent.critic_hidden": [64, 64]},
+        )
+        write_run(
+            tmp_path / "mixed" / f"b{seed}",
+            "uniform",
+            seed,
+            random_success(rng),
+            config_changes={"agent.critic_hidden": [256, 256]},
+        )
+    groups = group_runs(load_runs(tmp_path), labels="folders", root=tmp_path)
+    assert sorted(g.label for g in groups) == sorted(
+        [
+            "mixed [uniform (agent.critic_hidden=[64,64])]",
+            "mixed [uniform (agent.critic_hidden=[256,256])]",
+        ]
+    )
+
+
+def test_folder_labels_bad_input(tmp_path):
+    write_run(tmp_path / "in" / "seed_0", "uniform", 0, random_success(np.random.default_rng(13)))
+    runs = load_runs(tmp_path)
+    with pytest.raises(
+        ValueError, match="unknown row labels 'paths'; choose from: settings, folders"
+    ):
+        group_runs(runs, labels="paths", root=tmp_path)
+    with pytest.raises(ValueError, match="need the report root"):
+        group_runs(runs, labels="folders")
+    with pytest.raises(ValueError, match="is not under the report root"):
+        group_runs(runs, labels="folders", root=tmp_path / "elsewhere")

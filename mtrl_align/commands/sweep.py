@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtrl_align.sweep.grouping import LABEL_MODES
 from mtrl_align.sweep.plan import parse_methods, parse_seeds, plan_sweep
 from mtrl_align.sweep.results import METRIC_DESCRIPTIONS, METRICS
 from mtrl_align.sweep.runner import BACKENDS, run_sweep
@@ -221,8 +222,18 @@ def _register_report(subparsers: argparse._SubParsersAction) -> None:
         "--baseline",
         metavar="LABEL",
         help="row the others are compared with (Δ mean success and probability of improvement, "
-        "95%% intervals): a full row label, e.g. 'uniform (agent.variant=shared)', or a method "
-        "with a single row (default: uniform, when it names one row)",
+        "95%% intervals): a full row label, e.g. 'uniform (agent.variant=shared)' or, with "
+        "--labels folders, 'mt-sac/uniform', or a method with a single row (default: uniform, "
+        "when it names one row)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=LABEL_MODES,
+        default="settings",
+        help="row labels: settings (the method and the config keys that set a row apart, "
+        "e.g. 'cagrad (aggregation.options.c=0.9)'; default) or folders (the folder of the "
+        "row's seed directories under RUNS_DIR, e.g. 'efficient/uniform'; the settings are "
+        "listed under Runs): for studies that compare whole configurations",
     )
     parser.add_argument(
         "--no-comparison", action="store_true", help="leave out the comparison with the baseline"
@@ -250,6 +261,7 @@ def _run_report(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         with_comparison=not args.no_comparison,
         at_env_steps=args.at_steps,
+        labels=args.labels,
     )
     print(report.markdown.read_text(), end="")
     print(f"\nwrote {report.markdown}, {report.csv}", end="")

@@ -1,15 +1,24 @@
 """Group runs into table rows: one row per method configuration, one run per seed in a row.
 
 Two runs share a row when their configs agree on everything except the seed and run-time
-settings (run directory, device, threads, logging). A row is labelled with its method; when
-several rows share a method (e.g. CAGrad with c = 0.4 and c = 0.9), the settings that tell
-them apart are added, e.g. ``cagrad (aggregation.options.c=0.9)``.
+settings (run directory, device, threads, logging). Rows are labelled in one of two ways
+(:data:`LABEL_MODES`):
+
+- ``settings`` (default): the method; when several rows share a method (e.g. CAGrad with
+  c = 0.4 and c = 0.9), the settings that tell them apart are added, e.g.
+  ``cagrad (aggregation.options.c=0.9)``;
+- ``folders``: the folder that holds the row's seed directories, relative to the report root,
+  e.g. ``efficient/uniform`` for ``ROOT/efficient/uniform/seed_0``. Studies that put whole
+  configurations side by side (dozens of differing keys) read better so; the settings that
+  set a row apart are kept in :attr:`RunGroup.detail`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mtrl_align.sweep.runs import RunRecord
 
@@ -28,6 +37,7 @@ RUN_TIME_KEYS = (
     "train.checkpoint_every_env_steps",
     "eval.seed_offset",
 )
+LABEL_MODES = ("settings", "folders")
 
 
 @dataclass(frozen=True)
@@ -39,12 +49,16 @@ class RunGroup:
         method: the aggregation method.
         runs: one run per seed, sorted by seed.
         settings: the row's dotted config leaves, run-time keys left out (shown as in labels).
+        detail: with folder labels, the settings in which the row differs from the other rows
+            of its method (``key=value, ...``; empty when it is its method's only row); empty
+            with settings labels, which show them.
     """
 
     label: str
     method: str
     runs: tuple[RunRecord, ...]
     settings: tuple[tuple[str, str], ...] = ()
+    detail: str = ""
 
     @property
     def seeds(self) -> list[int]:
@@ -92,12 +106,24 @@ def _identity(run: RunRecord, defaults: dict[str, object] | None = None) -> tupl
     return tuple(sorted((k, v) for k, v in flat.items() if not _is_run_time(k)))
 
 
-def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
+def group_runs(
+    runs: Sequence[RunRecord], labels: str = "settings", root: str | Path | None = None
+) -> list[RunGroup]:
     """Rows of a table, sorted by label.
 
+    Args:
+        runs: the runs.
+        labels: ``settings`` or ``folders`` (module docstring).
+        root: the folder that folder labels are relative to (required with ``folders``).
+
     Raises:
-        ValueError: two runs of one row have the same seed (the message names both).
+        ValueError: two runs of one row have the same seed (the message names both), an
+            unknown ``labels``, or ``folders`` without ``root`` or with a run outside it.
     """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"unknown row labels '{labels}'; choose from: {', '.join(LABEL_MODES)}")
+    if labels == "folders" and root is None:
+        raise ValueError("row labels 'folders' need the report root")
     by_identity: dict[tuple, list[RunRecord]] = {}
     defaults = _defaults()
     for run in runs:
@@ -116,7 +142,38 @@ def group_runs(runs: Sequence[RunRecord]) -> list[RunGroup]:
             extra = ", ".join(f"{k}={settings.get(k, 'None')}" for k in differing)
             label = f"{method} ({extra})" if extra else method
             groups.append(RunGroup(label, method, tuple(members), shown))
+    if labels == "folders":
+        groups = _label_by_folder(groups, Path(root))  # type: ignore[arg-type]
     return sorted(groups, key=lambda g: g.label)
+
+
+def _label_by_folder(groups: list[RunGroup], root: Path) -> list[RunGroup]:
+    """``groups`` relabelled with the folders of their seed directories under ``root``; a row
+    whose folder another row shares keeps its settings label after the folder."""
+    folders = {}
+    for group in groups:
+        names = sorted({_folder_of(run.run_dir, root) for run in group.runs})
+        folders[group.label] = " + ".join(names)
+    counts: dict[str, int] = {}
+    for name in folders.values():
+        counts[name] = counts.get(name, 0) + 1
+    relabelled = []
+    for group in groups:
+        folder = folders[group.label]
+        _, _, rest = group.label.partition(" (")
+        detail = rest[:-1] if rest.endswith(")") else ""
+        label = folder if counts[folder] == 1 else f"{folder} [{group.label}]"
+        relabelled.append(dataclasses.replace(group, label=label, detail=detail))
+    return relabelled
+
+
+def _folder_of(run_dir: Path, root: Path) -> str:
+    try:
+        relative = Path(run_dir).resolve().relative_to(root.resolve())
+    except ValueError:
+        raise ValueError(f"run '{run_dir}' is not under the report root '{root}'") from None
+    parent = relative.parent
+    return parent.as_posix() if parent.parts else "."
 
 
 def _differing_keys(settings: list[dict[str, object]]) -> list[str]:

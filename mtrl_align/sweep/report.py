@@ -67,6 +67,7 @@ def build_report(
     baseline: str | None = None,
     with_comparison: bool = True,
     at_env_steps: int | None = None,
+    labels: str = "settings",
 ) -> Report:
     """Read every run under ``runs_dir`` and write the report into ``out_dir``.
 
@@ -91,6 +92,10 @@ def build_report(
             (:func:`mtrl_align.sweep.runs.truncate_run`): longer runs and runs still in
             progress that have reached it count, shorter ones are left out; e.g. runs of
             50k and 100k steps in one table at 50k.
+        labels: how rows are labelled: ``settings`` (the method and the settings that set a
+            row apart) or ``folders`` (the folder of the row's seed directories under
+            ``runs_dir``, e.g. ``efficient/uniform``; the settings go to the "Runs" list);
+            :mod:`mtrl_align.sweep.grouping`.
 
     Raises:
         FileNotFoundError: no runs under ``runs_dir``.
@@ -118,7 +123,7 @@ def build_report(
             "a report only uses finished runs"
         )
     protocol = common_protocol(finished)
-    groups = group_runs(finished)
+    groups = group_runs(finished, labels=labels, root=runs_dir)
     rows = [summarize_group(g, protocol.tasks, metric, seed=bootstrap_seed) for g in groups]
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []

@@ -63,6 +63,7 @@ class RowResult:
         settings: the row's dotted config leaves as labels show them (``RunGroup.settings``).
         per_task_return: mean undiscounted evaluation return of each task over seeds, from the
             same evaluation(s) as the success rates; empty when a run did not log returns.
+        detail: ``RunGroup.detail`` (with folder labels, the settings that set the row apart).
     """
 
     label: str
@@ -78,6 +79,7 @@ class RowResult:
     per_seed_scores: list[list[float]]
     settings: tuple[tuple[str, str], ...] = ()
     per_task_return: dict[str, Estimate] = field(default_factory=dict)
+    detail: str = ""
 
 
 def pick_evaluation(run: RunRecord, metric: str) -> Evaluation:
@@ -154,4 +156,5 @@ def summarize_group(group: RunGroup, tasks: Sequence[str], metric: str, seed: in
         per_seed_scores=[[s[t] for t in tasks] for s in per_seed],
         settings=group.settings,
         per_task_return=per_task_return,
+        detail=group.detail,
     )

@@ -88,7 +88,10 @@ def markdown_report(
             if len(steps) == 1
             else f"at {min(steps):,} to {max(steps):,} env steps"
         )
-        lines.append(f"- {row.label}: seeds {', '.join(map(str, row.seeds))}; evaluations {where}")
+        line = f"- {row.label}: seeds {', '.join(map(str, row.seeds))}; evaluations {where}"
+        if row.detail:
+            line += f"; {row.method} with {row.detail}"
+        lines.append(line)
     if excluded:
         lines += ["", "Left out (not finished):", ""]
         lines += [f"- {line}" for line in excluded]
