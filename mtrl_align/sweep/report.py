@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mtrl_align.sweep.grouping import group_runs
 from mtrl_align.sweep.plots import plot_intervals, plot_success_curves
@@ -147,7 +148,9 @@ def build_report(
             stability_rows,
         )
 
-        scalars = {run.run_dir: run_scalars(run.run_dir) for run in finished}
+        scalars = {
+            run.run_dir: _scalars_up_to(run_scalars(run.run_dir), at_env_steps) for run in finished
+        }
         stability = stability_rows(groups, scalars)
         every = finished[0].config.get("train", {}).get("log_every_updates")
         sections.append(stability_markdown(stability, every))
@@ -177,6 +180,17 @@ def build_report(
         stability_csv,
         comparisons,
     )
+
+
+def _scalars_up_to(
+    records: list[dict[str, Any]] | None, env_steps: int | None
+) -> list[dict[str, Any]] | None:
+    """A run's training scalars logged at or before ``env_steps`` per task (all when None), so
+    that a report ``--at-steps`` reads stability, interference and speed over the same steps
+    as the success rates."""
+    if records is None or env_steps is None:
+        return records
+    return [record for record in records if record.get("step", 0) <= env_steps]
 
 
 def _interference_section(
