@@ -31,28 +31,39 @@ def test_matrix_round_trip_and_archive_keys():
     assert matrix_from_scalars(scalars, "actor", len(TASKS)) is None
 
 
-def test_interference_section_averages_over_training_then_seeds(tmp_path):
-    rng = np.random.default_rng(3)
+def write_pcgrad_runs(root, rng: np.random.Generator, steps: list[int]) -> dict[int, np.ndarray]:
+    """Seeds 0 and 1 of pcgrad under ``root``, each with random critic cosine matrices logged
+    at ``steps`` (scalars.jsonl); returns them per seed, [steps, T, T]."""
     success = rng.uniform(size=(3, len(TASKS)))
     logged = {}
     for seed in (0, 1):
-        run_dir = write_run(tmp_path / "runs" / "pcgrad" / f"seed_{seed}", "pcgrad", seed, success)
-        matrices = [random_cosines(rng) for _ in STEPS]
+        run_dir = write_run(root / "pcgrad" / f"seed_{seed}", "pcgrad", seed, success)
+        matrices = [random_cosines(rng) for _ in steps]
         rows = [
             {"step": step, **pair_scalars("critic", m)}
-            for step, m in zip(STEPS, matrices, strict=True)
+            for step, m in zip(steps, matrices, strict=True)
         ]
         rows[0]["aggregation/critic/kappa"] = 3.0  # other keys are ignored
         write_scalars(run_dir / "scalars.jsonl", rows)
         logged[seed] = np.stack(matrices)
+    return logged
+
+
+def interference_cells(report) -> list[str]:
+    """The cells of the pcgrad row of the report's task-interference table."""
+    text = report.markdown.read_text()
+    section = text[text.index("## Task interference") :]
+    row = next(line for line in section.splitlines() if line.startswith("| pcgrad"))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
+def test_interference_section_averages_over_training_then_seeds(tmp_path):
+    logged = write_pcgrad_runs(tmp_path / "runs", np.random.default_rng(3), STEPS)
     report = build_report(tmp_path / "runs", tmp_path / "out", with_comparison=False)
     whole = np.mean([logged[s].mean(0) for s in (0, 1)], axis=0)
     last = np.mean([logged[s][2:].mean(0) for s in (0, 1)], axis=0)
     i, j = np.triu_indices(len(TASKS), 1)
-    text = report.markdown.read_text()
-    section = text[text.index("## Task interference") :]
-    row = next(line for line in section.splitlines() if line.startswith("| pcgrad"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    cells = interference_cells(report)
     assert cells[1] == "2"
     assert float(cells[2]) == round(float(whole[i, j].mean()), 3)
     assert float(cells[3]) == round(float(last[i, j].mean()), 3)
@@ -66,28 +77,14 @@ def test_interference_section_averages_over_training_then_seeds(tmp_path):
 def test_report_at_steps_reads_the_scalars_up_to_those_steps(tmp_path):
     """``at_env_steps=2000`` of 3000-step runs: the interference means take only the matrices
     logged at or before 2000 steps (the last 20% is then 1600-2000)."""
-    rng = np.random.default_rng(4)
-    success = rng.uniform(size=(3, len(TASKS)))
     steps = [500, 1500, 1900, 2500, 3000]
-    logged = {}
-    for seed in (0, 1):
-        run_dir = write_run(tmp_path / "runs" / "pcgrad" / f"seed_{seed}", "pcgrad", seed, success)
-        matrices = [random_cosines(rng) for _ in steps]
-        rows = [
-            {"step": step, **pair_scalars("critic", m)}
-            for step, m in zip(steps, matrices, strict=True)
-        ]
-        write_scalars(run_dir / "scalars.jsonl", rows)
-        logged[seed] = np.stack(matrices)
+    logged = write_pcgrad_runs(tmp_path / "runs", np.random.default_rng(4), steps)
     report = build_report(
         tmp_path / "runs", tmp_path / "out", with_comparison=False, at_env_steps=2000
     )
     whole = np.mean([logged[s][:3].mean(0) for s in (0, 1)], axis=0)
     last = np.mean([logged[s][2:3].mean(0) for s in (0, 1)], axis=0)
     i, j = np.triu_indices(len(TASKS), 1)
-    text = report.markdown.read_text()
-    section = text[text.index("## Task interference") :]
-    row = next(line for line in section.splitlines() if line.startswith("| pcgrad"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    cells = interference_cells(report)
     assert float(cells[2]) == round(float(whole[i, j].mean()), 3)
     assert float(cells[3]) == round(float(last[i, j].mean()), 3)

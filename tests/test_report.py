@@ -460,27 +460,15 @@ def test_folder_labels_name_the_seed_folders_and_keep_the_settings(tmp_path, cap
     numbers as the settings labels, row for row."""
     rng = np.random.default_rng(11)
     kwargs = {"with_plots": False, "with_stability": False}
+    rows = [
+        ("big", "uniform", {"agent.critic_hidden": [256, 256]}),
+        ("small", "uniform", {"agent.critic_hidden": [64, 64]}),
+        ("small", "pcgrad", None),
+    ]
     for seed in (0, 1, 2):
-        write_run(
-            tmp_path / "runs" / "big" / "uniform" / f"seed_{seed}",
-            "uniform",
-            seed,
-            random_success(rng),
-            config_changes={"agent.critic_hidden": [256, 256]},
-        )
-        write_run(
-            tmp_path / "runs" / "small" / "uniform" / f"seed_{seed}",
-            "uniform",
-            seed,
-            random_success(rng),
-            config_changes={"agent.critic_hidden": [64, 64]},
-        )
-        write_run(
-            tmp_path / "runs" / "small" / "pcgrad" / f"seed_{seed}",
-            "pcgrad",
-            seed,
-            random_success(rng),
-        )
+        for folder, method, changes in rows:
+            run_dir = tmp_path / "runs" / folder / method / f"seed_{seed}"
+            write_run(run_dir, method, seed, random_success(rng), config_changes=changes)
     root = tmp_path / "runs"
     by_settings = build_report(root, tmp_path / "s", **kwargs)
     by_folder = build_report(
@@ -514,20 +502,14 @@ def test_folder_labels_name_the_seed_folders_and_keep_the_settings(tmp_path, cap
 def test_folder_labels_keep_rows_that_share_a_folder_apart(tmp_path):
     rng = np.random.default_rng(12)
     for seed in (0, 1):
-        write_run(
-            tmp_path / "mixed" / f"a{seed}",
-            "uniform",
-            seed,
-            random_success(rng),
-            config_changes={"agent.critic_hidden": [64, 64]},
-        )
-        write_run(
-            tmp_path / "mixed" / f"b{seed}",
-            "uniform",
-            seed,
-            random_success(rng),
-            config_changes={"agent.critic_hidden": [256, 256]},
-        )
+        for name, hidden in (("a", [64, 64]), ("b", [256, 256])):
+            write_run(
+                tmp_path / "mixed" / f"{name}{seed}",
+                "uniform",
+                seed,
+                random_success(rng),
+                config_changes={"agent.critic_hidden": hidden},
+            )
     groups = group_runs(load_runs(tmp_path), labels="folders", root=tmp_path)
     assert sorted(g.label for g in groups) == sorted(
         [

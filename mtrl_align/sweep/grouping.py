@@ -16,6 +16,7 @@ settings (run directory, device, threads, logging). Rows are labelled in one of 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,8 @@ def group_runs(
             settings = dict(shown)
             extra = ", ".join(f"{k}={settings.get(k, 'None')}" for k in differing)
             label = f"{method} ({extra})" if extra else method
-            groups.append(RunGroup(label, method, tuple(members), shown))
+            detail = extra if labels == "folders" else ""
+            groups.append(RunGroup(label, method, tuple(members), shown, detail))
     if labels == "folders":
         groups = _label_by_folder(groups, Path(root))  # type: ignore[arg-type]
     return sorted(groups, key=lambda g: g.label)
@@ -150,20 +152,16 @@ def group_runs(
 def _label_by_folder(groups: list[RunGroup], root: Path) -> list[RunGroup]:
     """``groups`` relabelled with the folders of their seed directories under ``root``; a row
     whose folder another row shares keeps its settings label after the folder."""
-    folders = {}
-    for group in groups:
-        names = sorted({_folder_of(run.run_dir, root) for run in group.runs})
-        folders[group.label] = " + ".join(names)
-    counts: dict[str, int] = {}
-    for name in folders.values():
-        counts[name] = counts.get(name, 0) + 1
+    folders = {
+        group.label: " + ".join(sorted({_folder_of(run.run_dir, root) for run in group.runs}))
+        for group in groups
+    }
+    counts = Counter(folders.values())
     relabelled = []
     for group in groups:
         folder = folders[group.label]
-        _, _, rest = group.label.partition(" (")
-        detail = rest[:-1] if rest.endswith(")") else ""
         label = folder if counts[folder] == 1 else f"{folder} [{group.label}]"
-        relabelled.append(dataclasses.replace(group, label=label, detail=detail))
+        relabelled.append(dataclasses.replace(group, label=label))
     return relabelled
 
 
