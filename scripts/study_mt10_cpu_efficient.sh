@@ -17,7 +17,9 @@
 #   4. report over all of runs/sweeps/mt10_cpu_efficient (these runs and the first study's):
 #      docs/results/mt10_cpu_efficient/report.md with the final evaluation and
 #      docs/results/mt10_cpu_efficient/report_last3/report.md with the mean of the last three,
-#      differences from the new MT-SAC row, wall time, stability and task interference.
+#      differences from the new MT-SAC row, wall time, stability and task interference; and
+#      the efficient rows alone against their uniform row (does the aggregator still matter?):
+#      docs/results/mt10_cpu_efficient/aggregators/report.md (and report_last3/ below it).
 # Run it again to continue (finished runs are skipped, interrupted ones resumed).
 # Extra arguments go to every sweep, e.g.   scripts/study_mt10_cpu_efficient.sh --workers 2
 # Only steps 3 and 4:                        scripts/study_mt10_cpu_efficient.sh --archive-only
@@ -74,11 +76,11 @@ fi
 if [[ -d $SWEEPS/mt-sac ]]; then
   "${MTRL[@]}" archive "$SWEEPS/mt-sac" "$MT_SAC_ARCHIVE" || exit $?
 fi
-for metric in final last3; do
-  out=$RESULTS
-  [[ $metric == last3 ]] && out=$RESULTS/report_last3
-  if "${MTRL[@]}" report "$SWEEPS" --out "$out" --metric "$metric" --baseline "$BASELINE" --labels folders \
-    >/dev/null; then
+# report ROOT OUT METRIC BASELINE: one report with folder labels, plots checked for size
+report() {
+  local root=$1 out=$2 metric=$3 baseline=$4
+  if "${MTRL[@]}" report "$root" --out "$out" --metric "$metric" --baseline "$baseline" \
+    --labels folders >/dev/null; then
     echo "study: report ($metric) in $out/report.md"
     for png in "$out"/*.png; do
       [[ -f $png ]] || continue
@@ -88,8 +90,18 @@ for metric in final last3; do
       fi
     done
   else
-    echo "study: no $metric report yet (no finished run, or no finished MT-SAC run?)" >&2
+    echo "study: no $metric report in $out yet (no finished run, or no finished $baseline run?)" >&2
     status=1
+  fi
+}
+for metric in final last3; do
+  suffix=""
+  [[ $metric == last3 ]] && suffix=/report_last3
+  # every row against MT-SAC
+  report "$SWEEPS" "$RESULTS$suffix" "$metric" "$BASELINE"
+  # the aggregators on the efficient critic against its uniform row
+  if [[ -d $SWEEPS/efficient ]]; then
+    report "$SWEEPS/efficient" "$RESULTS/aggregators$suffix" "$metric" uniform
   fi
 done
 exit $status
