@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -109,6 +110,32 @@ def test_tb_scalars_keep_the_stability_keys_only(sweep):
         got = np.array([by_step[s][key] for s in LOG_STEPS])
         np.testing.assert_allclose(got, series, rtol=1e-6)
     assert [by_step[s + 7]["perf/update_ms"] for s in LOG_STEPS[:2]] == [20.0, 21.0]
+
+
+def test_tb_scalars_of_a_resumed_run_drop_the_interrupted_tail_quietly(tmp_path, caplog):
+    """A resumed run: session 1 logged steps 100-1000 and was killed; the checkpoint was at
+    500, so session 2 starts with ``purge_step=501`` (what the training loop does) and logs
+    at 550-950. Session 1's steps 600-1000 must be gone, and the expected purge must not warn.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    key = "aggregation/critic/kappa"
+    first = {step: float(step) for step in LOG_STEPS}  # session 1, interrupted
+    second = {step - 50: -float(step) for step in LOG_STEPS if step > 500}  # session 2
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step, value in first.items():
+        writer.add_scalar(key, value, step)
+    writer.close()
+    writer = SummaryWriter(str(tmp_path / "tb"), purge_step=501)
+    for step, value in second.items():
+        writer.add_scalar(key, value, step)
+    writer.close()
+    with caplog.at_level(logging.WARNING):
+        rows = read_tb_scalars(tmp_path / "tb")
+    expected = {**{s: v for s, v in first.items() if s <= 500}, **second}
+    assert {row["step"]: row[key] for row in rows} == expected
+    assert not [r for r in caplog.records if r.name.startswith("tensorboard")]
+    assert logging.getLogger("tensorboard").level == logging.NOTSET  # restored after reading
 
 
 def test_archive_restore_round_trip_and_sweep_skips(sweep, tmp_path):

@@ -23,11 +23,13 @@ place that holds an unfinished run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,11 @@ def is_archived_key(key: str) -> bool:
 def read_tb_scalars(tb_dir: str | Path) -> list[dict[str, Any]]:
     """The archived keys of the TensorBoard events in ``tb_dir`` (all event files in it).
 
+    A resumed run's events from the interrupted session at or after the resume step are
+    dropped (the logger writes TensorBoard's ``purge_step``; the resumed session logs those
+    steps again). TensorBoard warns of an "out of order event.step" each time it purges; that
+    warning is expected here and silenced.
+
     Returns:
         one dict per step that has any of them, ascending: ``{"step": s, key: value, ...}``.
         A step logged twice (a resumed run) keeps the later value.
@@ -84,7 +91,8 @@ def read_tb_scalars(tb_dir: str | Path) -> list[dict[str, Any]]:
         ea.COMPRESSED_HISTOGRAMS: 1,
     }
     accumulator = ea.EventAccumulator(str(tb_dir), size_guidance=guidance)
-    accumulator.Reload()
+    with _quiet_logger("tensorboard"):
+        accumulator.Reload()
     by_step: dict[int, dict[str, Any]] = {}
     for key in sorted(accumulator.Tags().get("scalars", [])):
         if not is_archived_key(key):
@@ -92,6 +100,18 @@ def read_tb_scalars(tb_dir: str | Path) -> list[dict[str, Any]]:
         for event in accumulator.Scalars(key):
             by_step.setdefault(int(event.step), {})[key] = _round(event.value)
     return [{"step": step, **values} for step, values in sorted(by_step.items())]
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Logger ``name`` shows errors only inside the block (its level restored after)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _round(value: float) -> float:
