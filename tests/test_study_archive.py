@@ -130,12 +130,13 @@ def test_tb_scalars_of_a_resumed_run_drop_the_interrupted_tail_quietly(tmp_path,
     for step, value in second.items():
         writer.add_scalar(key, value, step)
     writer.close()
+    level_before = logging.getLogger("tensorboard").level
     with caplog.at_level(logging.WARNING):
         rows = read_tb_scalars(tmp_path / "tb")
     expected = {**{s: v for s, v in first.items() if s <= 500}, **second}
     assert {row["step"]: row[key] for row in rows} == expected
     assert not [r for r in caplog.records if r.name.startswith("tensorboard")]
-    assert logging.getLogger("tensorboard").level == logging.NOTSET  # restored after reading
+    assert logging.getLogger("tensorboard").level == level_before  # restored after reading
 
 
 def test_archive_restore_round_trip_and_sweep_skips(sweep, tmp_path):
