@@ -217,13 +217,20 @@ def test_unfinished_runs_are_left_out_and_listed(sweep_dir, tmp_path):
     running = write_run(
         root / "uniform" / "seed_5", "uniform", 5, random_success(rng, 2), state="running"
     )
+    just_started = write_run(
+        root / "uniform" / "seed_6", "uniform", 6, random_success(rng, 1), state="running"
+    )
     report = build_report(root, tmp_path / "out", with_plots=False)
     uniform = next(r for r in report.rows if r.label == "uniform")
     assert uniform.seeds == sorted(logs["uniform"])
-    assert any(
-        str(running) in line and "running or interrupted" in line for line in report.excluded
-    )
-    assert str(running) in report.markdown.read_text()
+    # named by their folders under the report's input, not by this machine's absolute path
+    names = [str(run.relative_to(root)) for run in (running, just_started)]
+    assert sorted(report.excluded) == [
+        f"{names[0]} (running or interrupted, 2 evaluations)",
+        f"{names[1]} (running or interrupted, 1 evaluation)",
+    ]
+    markdown = report.markdown.read_text()
+    assert all(f"- {name} (" in markdown for name in names) and str(root) not in markdown
 
 
 def test_same_method_other_settings_get_own_rows(tmp_path):

@@ -113,7 +113,7 @@ def build_report(
         runs = [truncate_run(r, at_env_steps) for r in loaded]
     finished = [r for r in runs if r.state is RunState.FINISHED and r.evaluations]
     excluded = [
-        _exclusion_note(original, run, at_env_steps)
+        _exclusion_note(original, run, at_env_steps, runs_dir)
         for original, run in zip(loaded, runs, strict=True)
         if run not in finished
     ]
@@ -229,16 +229,33 @@ def _comparison_section(rows: list[RowResult], baseline: str | None, seed: int) 
     return comparisons, comparison_markdown(comparisons, chosen)
 
 
-def _exclusion_note(original: RunRecord, run: RunRecord, at_env_steps: int | None) -> str:
-    """Why a run is not in the tables: its state, or that it finished before ``at_env_steps``."""
+def _exclusion_note(
+    original: RunRecord, run: RunRecord, at_env_steps: int | None, runs_dir: Path
+) -> str:
+    """Why a run is not in the tables: its state, or that it finished before ``at_env_steps``.
+
+    The run is named by its folder under ``runs_dir`` (the report's own input), so that a
+    committed report does not carry the path of the machine it was made on.
+    """
+    name = _relative_name(run.run_dir, runs_dir)
     if (
         at_env_steps is not None
         and original.state is RunState.FINISHED
         and run.state is not RunState.FINISHED
     ):
         last = original.evaluations[-1].env_steps if original.evaluations else 0
-        return f"{run.run_dir} (finished at {last:,} env steps, before {at_env_steps:,})"
-    return f"{run.run_dir} ({_state_label(run.state)}, {len(run.evaluations)} evaluations)"
+        return f"{name} (finished at {last:,} env steps, before {at_env_steps:,})"
+    count = len(run.evaluations)
+    return f"{name} ({_state_label(run.state)}, {count} evaluation{'' if count == 1 else 's'})"
+
+
+def _relative_name(run_dir: Path, runs_dir: Path) -> str:
+    """``run_dir`` relative to ``runs_dir`` when it lies below it, else ``run_dir`` as given."""
+    try:
+        relative = Path(run_dir).resolve().relative_to(runs_dir.resolve())
+    except ValueError:
+        return str(run_dir)
+    return str(relative) if relative.parts else str(run_dir)
 
 
 def _state_label(state: RunState) -> str:
