@@ -64,18 +64,16 @@ def _run_study(tmp: Path) -> str:
 def study(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("study")
     first = _run_study(tmp)
-    reports = {p: (tmp / "results" / p).read_text() for p in _report_files()}
+    folders = [_report_dir(f, last3) for f in ("", "aggregators") for last3 in (False, True)]
+    reports = {f / "report.csv": (tmp / f / "report.csv").read_text() for f in folders}
     shutil.rmtree(tmp / "sweeps")
     second = _run_study(tmp)
     return {"tmp": tmp, "first": first, "second": second, "reports_first": reports}
 
 
-def _report_files() -> list[str]:
-    return [
-        str(Path(folder, last3, "report.csv"))
-        for folder in ("", "aggregators")
-        for last3 in ("", "report_last3")
-    ]
+def _report_dir(folder: str, last3: bool) -> Path:
+    """A report's folder relative to the test's: RESULTS[/folder][/report_last3]."""
+    return Path("results", folder, "report_last3" if last3 else "")
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -106,15 +104,18 @@ def test_every_run_is_trained_with_its_own_config_and_archived(study):
 @pytest.mark.parametrize("last3", [False, True], ids=["final", "last3"])
 def test_reports_read_the_archived_evaluations_against_their_baselines(study, last3):
     tmp = study["tmp"]
-    suffix = "/report_last3" if last3 else ""
-    main = _rows(tmp / f"results{suffix}/report.csv")
-    aggregators = _rows(tmp / f"results/aggregators{suffix}/report.csv")
+    main_dir, aggregators_dir = (
+        tmp / _report_dir("", last3),
+        tmp / _report_dir("aggregators", last3),
+    )
+    main = _rows(main_dir / "report.csv")
+    aggregators = _rows(aggregators_dir / "report.csv")
     runs = _archived_runs(tmp)
     assert set(main) == set(runs)
     # the aggregators report is made under efficient/: its rows are the methods' folders
     assert set(aggregators) == set(METHODS)
-    main_md = (tmp / f"results{suffix}/report.md").read_text()
-    aggregators_md = (tmp / f"results/aggregators{suffix}/report.md").read_text()
+    main_md = (main_dir / "report.md").read_text()
+    aggregators_md = (aggregators_dir / "report.md").read_text()
     assert "Baseline: mt-sac/uniform" in main_md
     assert "Baseline: uniform" in aggregators_md
     for label, run in runs.items():
@@ -138,4 +139,4 @@ def test_a_second_call_restores_the_archive_and_trains_nothing(study):
     assert "finished after" not in second
     assert f"{len(METHODS)} to skip" in second and "1 to skip" in second
     for name, text in study["reports_first"].items():
-        assert (study["tmp"] / "results" / name).read_text() == text, name
+        assert (study["tmp"] / name).read_text() == text, name

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from mtrl_align.interference import PAIR_KEY_PATTERN
-from mtrl_align.sweep.runs import CONFIG_FILE, EVAL_FILE, find_run_dirs
+from mtrl_align.sweep.runs import CONFIG_FILE, EVAL_FILE, find_run_dirs, path_under
 from mtrl_align.sweep.state import STATUS_FILE, RunState, read_status
 
 SCALARS_FILE = "scalars.jsonl"
@@ -213,7 +213,7 @@ def archive_runs(sweep_dir: str | Path, archive_dir: str | Path) -> ArchiveResul
     result = ArchiveResult()
     plan: list[tuple[Path, Path, str]] = []
     for run_dir in find_run_dirs(sweep_dir):
-        rel = _rel(run_dir, sweep_dir)
+        rel = str(path_under(run_dir, sweep_dir))
         status = read_status(run_dir)
         if status.state is not RunState.FINISHED:
             result.not_finished.append(f"{rel} ({status.state.value})")
@@ -254,7 +254,7 @@ def restore_runs(archive_dir: str | Path, sweep_dir: str | Path) -> RestoreResul
     result = RestoreResult()
     plan: list[tuple[Path, Path, str]] = []
     for archived in find_run_dirs(archive_dir):
-        rel = _rel(archived, archive_dir)
+        rel = str(path_under(archived, archive_dir))
         missing = [name for name in SMALL_FILES if not (archived / name).is_file()]
         if missing:
             raise ArchiveError(f"archive run '{archived}' lacks {', '.join(missing)}")
@@ -289,10 +289,6 @@ def restore_runs(archive_dir: str | Path, sweep_dir: str | Path) -> RestoreResul
         _copy_small_files(archived, target)
         result.restored.append(rel)
     return result
-
-
-def _rel(path: Path, root: Path) -> str:
-    return path.resolve().relative_to(root.resolve()).as_posix()
 
 
 def _check_apart(sweep_dir: Path, archive_dir: Path) -> None:

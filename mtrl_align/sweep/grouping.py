@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtrl_align.sweep.runs import RunRecord
+from mtrl_align.sweep.runs import RunRecord, path_under
 
 # Config keys that do not change what is trained (prefix match on dotted keys).
 RUN_TIME_KEYS = (
@@ -167,11 +167,11 @@ def _label_by_folder(groups: list[RunGroup], root: Path) -> list[RunGroup]:
 
 def _folder_of(run_dir: Path, root: Path) -> str:
     try:
-        relative = Path(run_dir).resolve().relative_to(root.resolve())
+        relative = path_under(run_dir, root)
     except ValueError:
         raise ValueError(f"run '{run_dir}' is not under the report root '{root}'") from None
     parent = relative.parent
-    return parent.as_posix() if parent.parts else "."
+    return str(parent) if parent.parts else "."
 
 
 def _differing_keys(settings: list[dict[str, object]]) -> list[str]:

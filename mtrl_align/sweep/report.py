@@ -14,7 +14,7 @@ from mtrl_align.sweep.grouping import group_runs
 from mtrl_align.sweep.plots import plot_intervals, plot_success_curves
 from mtrl_align.sweep.protocol import Protocol, common_protocol
 from mtrl_align.sweep.results import METRICS, RowResult, summarize_group
-from mtrl_align.sweep.runs import RunRecord, load_runs, truncate_run
+from mtrl_align.sweep.runs import RunRecord, load_runs, path_under, truncate_run
 from mtrl_align.sweep.state import RunState
 from mtrl_align.sweep.tables import csv_rows, markdown_report, write_csv
 
@@ -252,7 +252,7 @@ def _exclusion_note(
 def _relative_name(run_dir: Path, runs_dir: Path) -> str:
     """``run_dir`` relative to ``runs_dir`` when it lies below it, else ``run_dir`` as given."""
     try:
-        relative = Path(run_dir).resolve().relative_to(runs_dir.resolve())
+        relative = path_under(run_dir, runs_dir)
     except ValueError:
         return str(run_dir)
     return str(relative) if relative.parts else str(run_dir)

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -80,6 +80,18 @@ def find_run_dirs(root: str | Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"runs folder '{root}' does not exist")
     return sorted(path.parent for path in root.rglob(CONFIG_FILE))
+
+
+def path_under(path: str | Path, root: str | Path) -> PurePosixPath:
+    """``path`` relative to ``root`` (both resolved), e.g. ``efficient/uniform/seed_0``.
+
+    Raises:
+        ValueError: ``path`` is not ``root`` or below it; the message names both.
+    """
+    try:
+        return PurePosixPath(Path(path).resolve().relative_to(Path(root).resolve()).as_posix())
+    except ValueError:
+        raise ValueError(f"'{path}' is not under '{root}'") from None
 
 
 def read_evaluations(path: Path) -> list[Evaluation]:
