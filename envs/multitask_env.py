@@ -201,6 +201,13 @@ class MultiTaskEnv:
         self.step_async(actions)
         return self.step_wait()
 
+    def worker_cpu_time_s(self) -> float:
+        """CPU seconds used so far by this env's worker processes (0 when the sub-envs run
+        in this process, whose own CPU time ``time.process_time`` already counts)."""
+        self._check_open()
+        self._check_idle()
+        return self._backend.worker_cpu_time_s()
+
     @property
     def step_pending(self) -> bool:
         """True between :meth:`step_async` and :meth:`step_wait`."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import numbers
 import signal
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -136,6 +137,10 @@ class SyncBackend:
             results.append(target(*args) if callable(target) else target)
         return results
 
+    def worker_cpu_time_s(self) -> float:
+        """CPU seconds used by worker processes: none here (the sub-envs run in this process)."""
+        return 0.0
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -164,6 +169,8 @@ def _worker_main(conn: Any, env_fns: Sequence[EnvFactory]) -> None:
                 result = backend.reset(payload)
             elif command == "call":
                 result = backend.call(*payload)
+            elif command == "cpu_time":
+                result = time.process_time()
             elif command == "close":
                 backend.close()
                 conn.send(("ok", None))
@@ -327,6 +334,14 @@ class ProcessPoolBackend:
         for (_, global_indices), answer in zip(requests, answers, strict=True):
             by_index.update(zip(global_indices, answer, strict=True))
         return [by_index[i] for i in indices]
+
+    def worker_cpu_time_s(self) -> float:
+        """CPU seconds (user + system) the worker processes have used since they started,
+        summed over workers. Call it between steps, not while one is under way."""
+        workers = range(len(self.chunks))
+        for w in workers:
+            self._send(w, "cpu_time", None)
+        return float(sum(self._receive_all(workers)))
 
     def close(self) -> None:
         """Stop the workers (politely, then by force after a timeout). Safe to call twice."""

@@ -251,6 +251,43 @@ def test_worker_errors_are_reported():
         backend.close()
 
 
+def _kernel_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process as the Linux kernel accounts them (/proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux's /proc")
+def test_worker_cpu_time_is_the_workers_cpu_time_as_the_kernel_counts_it(env):
+    """The workers' CPU time (a run's cpu_time_s adds it to its own) equals the kernel's
+    count for the worker processes, and grows as they step; in-process sub-envs have none."""
+    assert env.worker_cpu_time_s() == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parallel = make_multitask_env(
+            TASKS, "async", seed=SEED, max_episode_steps=EPISODE, num_workers=2
+        )
+    try:
+        pids = [process.pid for process in parallel._backend._processes]
+        parallel.reset()
+        readings = []
+        for _ in range(2):
+            rollout(parallel, random_actions(300, seed=1))
+            before = sum(_kernel_cpu_seconds(pid) for pid in pids)
+            reported = parallel.worker_cpu_time_s()
+            after = sum(_kernel_cpu_seconds(pid) for pid in pids)
+            tick = len(pids) / os.sysconf("SC_CLK_TCK")  # the kernel counts whole ticks
+            assert before - tick <= reported <= after + tick
+            readings.append(reported)
+        assert readings[1] > readings[0] > 0
+        parallel.step_async(parallel.sample_actions())
+        with pytest.raises(RuntimeError, match="step is under way"):
+            parallel.worker_cpu_time_s()
+        parallel.step_wait()
+    finally:
+        parallel.close()
+
+
 @pytest.mark.slow
 def test_mt50_async_on_few_workers():
     """MT50 with async workers (one per core) builds, steps, resets and closes cleanly."""

@@ -50,11 +50,13 @@ TINY = {
 
 
 def _evaluations(run_dir: Path) -> list[dict]:
-    """Evaluation records without their wall-clock time (the only field allowed to differ)."""
+    """Evaluation records without their wall-clock and CPU times (the only fields allowed to
+    differ)."""
     lines = (run_dir / "eval.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     for record in records:
         record.pop("wall_time_s")
+        record.pop("cpu_time_s")
     return records
 
 

@@ -54,6 +54,7 @@ def evaluations_without_time(run_dir: Path) -> list[dict]:
     records = RunFiles(run_dir).read_evaluations()
     for record in records:
         record.pop("wall_time_s")
+        record.pop("cpu_time_s")
     return records
 
 
@@ -111,7 +112,7 @@ def test_run_directory_follows_the_contract(reference_run):
     for record in records:
         assert set(record) >= {
             "env_steps", "total_env_steps", "updates", "mean_success", "success",
-            "mean_return", "returns", "episodes_per_task", "wall_time_s",
+            "mean_return", "returns", "episodes_per_task", "wall_time_s", "cpu_time_s",
         }  # fmt: skip
         assert record["total_env_steps"] == 2 * record["env_steps"]
         assert set(record["success"]) == {"reach-v3", "drawer-close-v3"}
@@ -194,6 +195,48 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
     assert evaluations_without_time(run_dir) == evaluations_without_time(reference_run)
     assert_same_agent(final_agent(run_dir), final_agent(reference_run))
     assert RunFiles(run_dir).read_status()["state"] == "finished"
+
+
+def cpu_times(run_dir: Path) -> list[float | None]:
+    return [record["cpu_time_s"] for record in RunFiles(run_dir).read_evaluations()]
+
+
+def test_cpu_time_counts_this_process_and_carries_over_a_resume(
+    tiny_config_path, tmp_path, monkeypatch
+):
+    """cpu_time_s grows over a run, never exceeds the CPU time the process spent in train()
+    (sync envs: no workers), and a resumed run adds its session to the checkpoint's count;
+    a checkpoint from before cpu_time_s was recorded resumes with it unknown (null)."""
+    import time
+
+    run_dir = tmp_path / "fresh"
+    start = time.process_time()
+    train(config_for(tiny_config_path, run_dir))
+    spent = time.process_time() - start
+    first, last = cpu_times(run_dir)
+    assert 0 < first < last <= spent
+
+    resumed = tmp_path / "resumed"
+    crash_after_first_checkpoint(config_for(tiny_config_path, resumed), monkeypatch)
+    latest = RunFiles(resumed).latest
+    state = torch.load(latest, weights_only=False)
+    assert 0 < state["counters"]["cpu_time_s"] <= spent
+    state["counters"]["cpu_time_s"] = 1000.0  # as if the first session had used 1000 s
+    torch.save(state, latest)
+    start = time.process_time()
+    assert main(["train", "--resume", str(resumed)]) == 0
+    spent = time.process_time() - start
+    first, last = cpu_times(resumed)
+    assert 1000.0 < first < last <= 1000.0 + spent
+
+    old = tmp_path / "old"
+    crash_after_first_checkpoint(config_for(tiny_config_path, old), monkeypatch)
+    state = torch.load(RunFiles(old).latest, weights_only=False)
+    del state["counters"]["cpu_time_s"]
+    torch.save(state, RunFiles(old).latest)
+    assert main(["train", "--resume", str(old)]) == 0
+    assert cpu_times(old) == [None, None]
+    assert evaluations_without_time(old) == evaluations_without_time(run_dir)
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,7 @@ def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         episodes_per_task=last.episodes_per_task,
         wall_time_s=last.wall_time_s,
         returns=returns,
+        cpu_time_s=last.cpu_time_s,
     )
 
 

@@ -35,6 +35,8 @@ class Evaluation:
         wall_time_s: training wall time when it was taken (all sessions of a resumed run
             together), ``None`` when not logged.
         returns: mean undiscounted evaluation return of each task, ``None`` when not logged.
+        cpu_time_s: training CPU time when it was taken (process and env workers, all
+            sessions together), ``None`` when not logged.
     """
 
     env_steps: int
@@ -43,6 +45,7 @@ class Evaluation:
     episodes_per_task: int | None
     wall_time_s: float | None = None
     returns: dict[str, float] | None = None
+    cpu_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def read_evaluations(path: Path) -> list[Evaluation]:
                     {str(k): float(v) for k, v in entry["returns"].items()}
                     if isinstance(entry.get("returns"), dict)
                     else None
+                ),
+                cpu_time_s=(
+                    float(entry["cpu_time_s"]) if entry.get("cpu_time_s") is not None else None
                 ),
             )
         )

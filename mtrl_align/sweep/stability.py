@@ -63,6 +63,8 @@ class StabilityRow:
             (of ``seeds_with_scalars``; NaN where a run never logged the key).
         wall_time_h: per seed, hours of training wall time at the last evaluation (NaN when
             not logged), in the order of ``seeds``.
+        cpu_time_h: per seed, hours of training CPU time (process and env workers) at the
+            last evaluation (NaN when not logged), in the order of ``seeds``.
         env_steps_per_s / update_ms: spreads over seeds of each run's median speed.
     """
 
@@ -74,6 +76,7 @@ class StabilityRow:
     per_run_whole: dict[tuple[str, str], list[float]] = field(repr=False)
     per_run_last: dict[tuple[str, str], list[float]] = field(repr=False)
     wall_time_h: list[float]
+    cpu_time_h: list[float]
     env_steps_per_s: Spread
     update_ms: Spread
 
@@ -111,6 +114,12 @@ def run_medians(
     return _median(values), _median(last)
 
 
+def _last_hours(run: Any, key: str) -> float:
+    """``key`` (seconds) of the run's last evaluation in hours; NaN when not logged."""
+    seconds = getattr(run.evaluations[-1], key) if run.evaluations else None
+    return math.nan if seconds is None else seconds / 3600.0
+
+
 def stability_rows(
     groups: Sequence[RunGroup], scalars: dict[Path, list[dict[str, Any]] | None]
 ) -> list[StabilityRow]:
@@ -138,12 +147,8 @@ def stability_rows(
                 last[(network, stat)].append(tail)
             for key in PERF_KEYS:
                 speeds[key].append(_median(_series(rows, key)[1]))
-        wall = [
-            run.evaluations[-1].wall_time_s / 3600.0
-            if run.evaluations and run.evaluations[-1].wall_time_s is not None
-            else math.nan
-            for run in group.runs
-        ]
+        wall = [_last_hours(run, "wall_time_s") for run in group.runs]
+        cpu = [_last_hours(run, "cpu_time_s") for run in group.runs]
         result.append(
             StabilityRow(
                 label=group.label,
@@ -154,6 +159,7 @@ def stability_rows(
                 per_run_whole=whole,
                 per_run_last=last,
                 wall_time_h=wall,
+                cpu_time_h=cpu,
                 env_steps_per_s=_spread(speeds["perf/env_steps_per_s"]),
                 update_ms=_spread(speeds["perf/update_ms"]),
             )
@@ -221,41 +227,53 @@ def stability_markdown(rows: Sequence[StabilityRow], log_every_updates: int | No
         "## Wall time and speed per run",
         "",
         "Wall time: training wall time at the last evaluation (`wall_time_s` in eval.jsonl; all "
-        "sessions of a resumed run together). Speed: per run the median of `perf/*` over "
-        "training; median over seeds [min, max].",
+        "sessions of a resumed run together). CPU time: CPU seconds of the training process and "
+        "its env workers at the same point (`cpu_time_s`), the cost that other work beside a run "
+        "does not inflate; n/a for runs that did not log it. Speed: per run the median of "
+        "`perf/*` over training; median over seeds [min, max].",
         "",
         "| Method | Seeds | Wall time per run, h: mean [min, max] | Per seed (h) "
-        "| Env steps/s | Update ms |",
-        "|---|---:|---:|---|---:|---:|",
+        "| CPU time per run, h: mean [min, max] | Env steps/s | Update ms |",
+        "|---|---:|---:|---|---:|---:|---:|",
     ]
     for row in rows:
-        hours = np.array(row.wall_time_h, dtype=float)
-        known = hours[~np.isnan(hours)]
-        if known.size:
-            wall = f"{known.mean():.2f} [{known.min():.2f}, {known.max():.2f}]"
-        else:
-            wall = "n/a"
         per_seed = ", ".join(
             f"s{s}: {'n/a' if math.isnan(h) else f'{h:.2f}'}"
             for s, h in zip(row.seeds, row.wall_time_h, strict=True)
         )
         lines.append(
-            f"| {row.label} | {len(row.seeds)} | {wall} | {per_seed} | "
-            f"{_cell(row.env_steps_per_s)} | {_cell(row.update_ms)} |"
+            f"| {row.label} | {len(row.seeds)} | {_hours_cell(row.wall_time_h)} | {per_seed} | "
+            f"{_hours_cell(row.cpu_time_h)} | {_cell(row.env_steps_per_s)} | "
+            f"{_cell(row.update_ms)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _hours_cell(hours: Sequence[float]) -> str:
+    """mean [min, max] over the seeds that logged the time, with how many when not all."""
+    values = np.array(hours, dtype=float)
+    known = values[~np.isnan(values)]
+    if not known.size:
+        return "n/a"
+    cell = f"{known.mean():.2f} [{known.min():.2f}, {known.max():.2f}]"
+    return cell if known.size == values.size else f"{cell} ({known.size} of {values.size} seeds)"
+
+
+def _nan_mean(hours: Sequence[float]) -> float | str:
+    values = np.array(hours, dtype=float)
+    return float(np.nanmean(values)) if (~np.isnan(values)).any() else ""
 
 
 def stability_csv_rows(rows: Sequence[StabilityRow]) -> list[dict[str, object]]:
     """One flat dict per row for ``stability.csv``."""
     table = []
     for row in rows:
-        hours = np.array(row.wall_time_h, dtype=float)
         record: dict[str, object] = {
             "method": row.label,
             "num_seeds": len(row.seeds),
             "seeds_with_scalars": " ".join(map(str, row.seeds_with_scalars)),
-            "wall_time_h_mean": float(np.nanmean(hours)) if (~np.isnan(hours)).any() else "",
+            "wall_time_h_mean": _nan_mean(row.wall_time_h),
+            "cpu_time_h_mean": _nan_mean(row.cpu_time_h),
         }
         for window, spreads in (("whole", row.whole), ("last20", row.last)):
             for network in NETWORKS:

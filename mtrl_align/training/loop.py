@@ -68,6 +68,12 @@ class LoopCounters:
     """Mean success of the latest evaluation."""
     wall_time_s: float = 0.0
     """Training wall time over all sessions, evaluations included."""
+    cpu_time_s: float | None = 0.0
+    """CPU seconds (user + system) over all sessions, of this process and of its env worker
+    processes, up to the latest evaluation or checkpoint (each session counted from the end of
+    its set-up, as ``wall_time_s``): the cost of a run, which other work beside it does not
+    inflate as it does the wall time. ``None`` once a run resumed from a checkpoint that did
+    not record it."""
     next_eval_step: int = 0
     """Env step of the next evaluation."""
     next_checkpoint_step: int = 0
@@ -215,6 +221,8 @@ class Trainer:
             self.files.clear_outputs()  # left by an attempt that died before its first checkpoint
             self.obs = self.env.reset(seed=config.seed)
         save_config(config, self.files.config)
+        self._cpu_at_start = self.counters.cpu_time_s
+        self._cpu_clock_start = time.process_time()
         self.logger = TrainLogger(self.files.tensorboard, self.task_names, purge_step=purge_step)
 
     # -- schedule ----------------------------------------------------------------------------
@@ -421,6 +429,7 @@ class Trainer:
             "returns": returns,
             "episodes_per_task": result.episodes_per_task,
             "wall_time_s": round(self.counters.wall_time_s, 3),
+            "cpu_time_s": self._measure_cpu_time(),
         }
         self.files.append_evaluation(record)
         self.logger.log_evaluation(step, result.success_rate, returns)
@@ -458,8 +467,20 @@ class Trainer:
             ),
         }
 
+    def _measure_cpu_time(self) -> float | None:
+        """Set and return ``counters.cpu_time_s`` (rounded to ms; None when unknown)."""
+        if self._cpu_at_start is None:
+            return None
+        workers = sum(
+            env.worker_cpu_time_s() for env in (self.env, self.eval_env) if env is not None
+        )
+        session = time.process_time() - self._cpu_clock_start + workers
+        self.counters.cpu_time_s = round(self._cpu_at_start + session, 3)
+        return self.counters.cpu_time_s
+
     def _save_latest(self) -> None:
         start = time.perf_counter()
+        self._measure_cpu_time()
         save_checkpoint(self.checkpoint_state(), self.files.latest)
         self.files.write_status("running", self.counters.env_steps)
         self.timings.checkpoint += time.perf_counter() - start
@@ -481,6 +502,8 @@ class Trainer:
             raise CheckpointError(f"checkpoint '{path}' cannot be restored: {error}") from None
         restore_rng_states(state["rng"])
         self.counters = LoopCounters(**state["counters"])
+        if "cpu_time_s" not in state["counters"]:  # saved before CPU time was recorded
+            self.counters.cpu_time_s = None
         self._last_eval_step = int(state["last_eval_step"])
         return obs  # identical to the saved one when saved at an episode boundary
 
