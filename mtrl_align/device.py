@@ -24,3 +24,32 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device(name)
     raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICE_CHOICES)}, cuda:N")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: ``model name`` in /proc/cpuinfo), else what ``platform``
+    reports, else ``unknown CPU``."""
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Processor") and value.strip():
+                return " ".join(value.split())
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_machine(device: torch.device) -> str:
+    """One line naming what a run trains on, e.g. ``Intel(R) Xeon(R) Processor, 2 CPUs`` or
+    ``AMD EPYC 7R13 Processor, 16 CPUs, NVIDIA H100 80GB HBM3``: the CPU model, the CPUs this
+    process may use, and the GPU for a CUDA device. Wall and CPU times of runs compare only on
+    the same machine; reports show this line beside them."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [cpu_model(), f"{cpus} CPUs"]
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    return ", ".join(parts)

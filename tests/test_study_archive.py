@@ -66,6 +66,7 @@ def write_fake_run(
             }
             if spec.seed == 0:  # seed 1 as a run from before cpu_time_s was logged
                 entry["cpu_time_s"] = 1500.0 * (i + 1)
+                entry["machine"] = f"CPU {i}, 2 CPUs"  # resumed on another machine
             handle.write(json.dumps(entry) + "\n")
     (run_dir / "status.json").write_text(
         json.dumps({"state": state, "env_steps": 1000, "error": None})
@@ -292,11 +293,13 @@ def test_stability_table_against_numpy(sweep, tmp_path):
         # wall time: last evaluation's wall_time_s, hours
         assert row.wall_time_h == pytest.approx([1.0, (3600 + 100) / 3600])
         assert row.cpu_time_h[0] == pytest.approx(3000 / 3600) and math.isnan(row.cpu_time_h[1])
+        assert row.machines == ["CPU 0, 2 CPUs", "CPU 1, 2 CPUs", "not logged"]
         assert row.update_ms.median == pytest.approx(24.5)
     text = report.markdown.read_text()
     wall_cell = f"{(1 + 3700 / 3600) / 2:.2f} [1.00, {3700 / 3600:.2f}]"
     cpu_cell = f"{3000 / 3600:.2f} [{3000 / 3600:.2f}, {3000 / 3600:.2f}] (1 of 2 seeds)"
     assert f"| {wall_cell} | s0: 1.00, s1: {3700 / 3600:.2f} | {cpu_cell} |" in text
+    assert "| CPU 0, 2 CPUs; CPU 1, 2 CPUs; not logged |" in text
     csv_rows = list(csv.DictReader(open(tmp_path / "out" / "stability.csv")))
     assert [float(r["cpu_time_h_mean"]) for r in csv_rows] == pytest.approx([3000 / 3600] * 2)
     assert "## Gradient stability during training" in text and "### Critic" in text

@@ -113,14 +113,28 @@ def test_run_directory_follows_the_contract(reference_run):
         assert set(record) >= {
             "env_steps", "total_env_steps", "updates", "mean_success", "success",
             "mean_return", "returns", "episodes_per_task", "wall_time_s", "cpu_time_s",
+            "machine",
         }  # fmt: skip
         assert record["total_env_steps"] == 2 * record["env_steps"]
         assert set(record["success"]) == {"reach-v3", "drawer-close-v3"}
         rates = list(record["success"].values())
         assert record["mean_success"] == pytest.approx(sum(rates) / len(rates))
     assert records[-1]["updates"] == 100 - 20
+    assert records[0]["machine"] == expected_machine()
     assert files.latest.is_file() and files.best.is_file()
     assert any(files.tensorboard.iterdir())
+
+
+def expected_machine() -> str:
+    """The CPU model line of /proc/cpuinfo and the CPUs this process may use, read here."""
+    import os
+    import re
+
+    info = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    if model is None:
+        pytest.skip("no 'model name' in /proc/cpuinfo")
+    return f"{' '.join(model.group(1).split())}, {len(os.sched_getaffinity(0))} CPUs"
 
 
 def test_tensorboard_has_documented_keys(reference_run):

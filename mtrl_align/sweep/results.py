@@ -116,6 +116,7 @@ def mean_of_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         wall_time_s=last.wall_time_s,
         returns=returns,
         cpu_time_s=last.cpu_time_s,
+        machine=last.machine,
     )
 
 

@@ -37,6 +37,8 @@ class Evaluation:
         returns: mean undiscounted evaluation return of each task, ``None`` when not logged.
         cpu_time_s: training CPU time when it was taken (process and env workers, all
             sessions together), ``None`` when not logged.
+        machine: what the session that took it trained on (CPU model, CPUs, GPU), ``None``
+            when not logged.
     """
 
     env_steps: int
@@ -46,6 +48,7 @@ class Evaluation:
     wall_time_s: float | None = None
     returns: dict[str, float] | None = None
     cpu_time_s: float | None = None
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ def read_evaluations(path: Path) -> list[Evaluation]:
                 cpu_time_s=(
                     float(entry["cpu_time_s"]) if entry.get("cpu_time_s") is not None else None
                 ),
+                machine=str(entry["machine"]) if entry.get("machine") is not None else None,
             )
         )
     evaluations.sort(key=lambda e: e.env_steps)

@@ -65,6 +65,8 @@ class StabilityRow:
             not logged), in the order of ``seeds``.
         cpu_time_h: per seed, hours of training CPU time (process and env workers) at the
             last evaluation (NaN when not logged), in the order of ``seeds``.
+        machines: the machines the row's runs trained on (``machine`` of their evaluations,
+            sorted, each once; ``not logged`` for evaluations without it).
         env_steps_per_s / update_ms: spreads over seeds of each run's median speed.
     """
 
@@ -77,6 +79,7 @@ class StabilityRow:
     per_run_last: dict[tuple[str, str], list[float]] = field(repr=False)
     wall_time_h: list[float]
     cpu_time_h: list[float]
+    machines: list[str]
     env_steps_per_s: Spread
     update_ms: Spread
 
@@ -160,6 +163,9 @@ def stability_rows(
                 per_run_last=last,
                 wall_time_h=wall,
                 cpu_time_h=cpu,
+                machines=sorted(
+                    {e.machine or "not logged" for run in group.runs for e in run.evaluations}
+                ),
                 env_steps_per_s=_spread(speeds["perf/env_steps_per_s"]),
                 update_ms=_spread(speeds["perf/update_ms"]),
             )
@@ -230,11 +236,12 @@ def stability_markdown(rows: Sequence[StabilityRow], log_every_updates: int | No
         "sessions of a resumed run together). CPU time: CPU seconds of the training process and "
         "its env workers at the same point (`cpu_time_s`), the cost that other work beside a run "
         "does not inflate; n/a for runs that did not log it. Speed: per run the median of "
-        "`perf/*` over training; median over seeds [min, max].",
+        "`perf/*` over training; median over seeds [min, max]. Times and speeds compare only "
+        "between runs on the same machine (`machine` in eval.jsonl: CPU model, CPUs, GPU).",
         "",
         "| Method | Seeds | Wall time per run, h: mean [min, max] | Per seed (h) "
-        "| CPU time per run, h: mean [min, max] | Env steps/s | Update ms |",
-        "|---|---:|---:|---|---:|---:|---:|",
+        "| CPU time per run, h: mean [min, max] | Env steps/s | Update ms | Machines |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for row in rows:
         per_seed = ", ".join(
@@ -244,7 +251,7 @@ def stability_markdown(rows: Sequence[StabilityRow], log_every_updates: int | No
         lines.append(
             f"| {row.label} | {len(row.seeds)} | {_hours_cell(row.wall_time_h)} | {per_seed} | "
             f"{_hours_cell(row.cpu_time_h)} | {_cell(row.env_steps_per_s)} | "
-            f"{_cell(row.update_ms)} |"
+            f"{_cell(row.update_ms)} | {'; '.join(row.machines) or 'n/a'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -274,6 +281,7 @@ def stability_csv_rows(rows: Sequence[StabilityRow]) -> list[dict[str, object]]:
             "seeds_with_scalars": " ".join(map(str, row.seeds_with_scalars)),
             "wall_time_h_mean": _nan_mean(row.wall_time_h),
             "cpu_time_h_mean": _nan_mean(row.cpu_time_h),
+            "machines": "; ".join(row.machines),
         }
         for window, spreads in (("whole", row.whole), ("last20", row.last)):
             for network in NETWORKS:

@@ -38,7 +38,7 @@ from mtrl_align.config import (
     validate_train_config,
 )
 from mtrl_align.config_io import save_config
-from mtrl_align.device import resolve_device
+from mtrl_align.device import describe_machine, resolve_device
 from mtrl_align.training.checkpoint import (
     capture_rng_states,
     load_run_checkpoint,
@@ -223,6 +223,7 @@ class Trainer:
         save_config(config, self.files.config)
         self._cpu_at_start = self.counters.cpu_time_s
         self._cpu_clock_start = time.process_time()
+        self._machine = describe_machine(self.device)
         self.logger = TrainLogger(self.files.tensorboard, self.task_names, purge_step=purge_step)
 
     # -- schedule ----------------------------------------------------------------------------
@@ -430,6 +431,7 @@ class Trainer:
             "episodes_per_task": result.episodes_per_task,
             "wall_time_s": round(self.counters.wall_time_s, 3),
             "cpu_time_s": self._measure_cpu_time(),
+            "machine": self._machine,
         }
         self.files.append_evaluation(record)
         self.logger.log_evaluation(step, result.success_rate, returns)
