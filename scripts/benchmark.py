@@ -1,7 +1,8 @@
 """Speed and memory benchmarks of mtrl-align, printed as ratios measured in one run.
 
 Usage:
-    python scripts/benchmark.py [--sections aggregation,runner,training,variants,loop,settings]
+    python scripts/benchmark.py [--sections aggregation,runner,training,variants,efficient,loop,
+        settings]
         [--json PATH] [--quick]
 
 Each section lives in ``mtrl_align.bench.<section>`` and returns a JSON-able dict.
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-SECTIONS = ("aggregation", "runner", "training", "variants", "loop", "settings")
+SECTIONS = ("aggregation", "runner", "training", "variants", "efficient", "loop", "settings")
 
 
 def main(argv: list[str] | None = None) -> int:
