@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
@@ -53,3 +55,21 @@ def describe_machine(device: torch.device) -> str:
     if device.type == "cuda":
         parts.append(torch.cuda.get_device_name(device))
     return ", ".join(parts)
+
+
+def set_flush_denormals(enabled: bool) -> bool:
+    """Flush subnormal floats to zero on the CPU (``enabled``) or keep them; True if it holds.
+
+    ``torch.set_flush_denormal`` sets the calling thread's floating-point control (threads it
+    starts later inherit it). A CPU without the SSE3 control refuses: then a warning says so
+    and training goes on with subnormals.
+    """
+    done = torch.set_flush_denormal(enabled)
+    if enabled and not done:
+        warnings.warn(
+            "flush_denormals=true: this CPU cannot flush subnormal floats to zero; "
+            "training keeps them (results unchanged, only slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return done

@@ -37,6 +37,7 @@ _KEYS_FREE_ON_RESUME = (
     "run_dir",  # a sweep directory may be moved
     "device",
     "num_threads",
+    "flush_denormals",  # rounding of values below ~1e-38 only, like the thread count
     "env.num_workers",
     "runs_root",
     "train.progress_bar",

@@ -26,7 +26,14 @@ from mtrl_align.config import TrainConfig, config_fingerprint
 from mtrl_align.config_io import to_dict
 
 FORMAT = "mtrl-align-train/1"
-_SESSION_KEYS = {"run_dir", "runs_root", "device", "num_threads", "env.num_workers"}
+_SESSION_KEYS = {
+    "run_dir",
+    "runs_root",
+    "device",
+    "num_threads",
+    "flush_denormals",
+    "env.num_workers",
+}
 _SESSION_LOOP_KEYS = {"progress_bar", "total_env_steps", "log_every_updates", "compile"}
 
 

@@ -38,7 +38,7 @@ from mtrl_align.config import (
     validate_train_config,
 )
 from mtrl_align.config_io import save_config
-from mtrl_align.device import describe_machine, resolve_device
+from mtrl_align.device import describe_machine, resolve_device, set_flush_denormals
 from mtrl_align.training.checkpoint import (
     capture_rng_states,
     load_run_checkpoint,
@@ -152,6 +152,7 @@ class Trainer:
         keep_freed_memory()
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
+        set_flush_denormals(config.flush_denormals)
         if config.run_dir is None:
             if resume:
                 raise ValueError("resume needs config.run_dir")
