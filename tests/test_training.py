@@ -253,6 +253,39 @@ def test_cpu_time_counts_this_process_and_carries_over_a_resume(
     assert evaluations_without_time(old) == evaluations_without_time(run_dir)
 
 
+def test_flush_denormals_holds_during_updates_and_may_change_on_resume(
+    tiny_config_path, tmp_path, monkeypatch
+):
+    """Updates run with subnormals kept (default) or flushed (``flush_denormals=true``), and a
+    resumed session may switch: the checkpoint check lets the session setting change."""
+    from agents.sac import MultiTaskSAC
+
+    def keeps_subnormals() -> bool:
+        return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+    seen: list[bool] = []
+    original = MultiTaskSAC.update
+
+    def spying_update(self, *args, **kwargs):
+        seen.append(keeps_subnormals())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultiTaskSAC, "update", spying_update)
+    run_dir = tmp_path / "switched"
+    try:
+        torch.set_flush_denormal(True)  # the config, not the caller's state, decides
+        crash_after_first_checkpoint(config_for(tiny_config_path, run_dir), monkeypatch)
+        first_session = len(seen)
+        assert first_session > 0 and all(seen)
+        if not torch.set_flush_denormal(False):
+            pytest.skip("this CPU cannot flush subnormals")
+        assert main(["train", "--resume", str(run_dir), "flush_denormals=true"]) == 0
+        assert len(seen) > first_session and not any(seen[first_session:])
+    finally:
+        torch.set_flush_denormal(False)
+    assert RunFiles(run_dir).read_status()["state"] == "finished"
+
+
 @pytest.mark.parametrize(
     ("overrides", "stop_step"),
     [
