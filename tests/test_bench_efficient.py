@@ -27,3 +27,38 @@ def test_quick_run_reports_ratios_of_its_own_medians(monkeypatch):
         assert result["update_ms"][label] == pytest.approx(1000 * seconds)
         assert result[f"ratio_to_{efficient.BASELINE}"][label] == pytest.approx(seconds / base)
         assert result[f"ratio_to_{efficient.MT_SAC}"][label] == pytest.approx(seconds / mt_sac)
+
+
+def test_sharpened_critics_hold_the_subnormal_share_float32_computes(one_torch_thread):
+    import torch
+
+    from mtrl_align.bench.training import _synthetic_batch
+
+    row = efficient.SUBNORMAL_ROW
+    agent = efficient.build_agents({row: efficient.ROWS[row]})[row]
+    batch = _synthetic_batch(torch.device("cpu"))
+    assert efficient.subnormal_fraction(agent, batch) == 0.0  # a fresh critic is not confident
+    efficient.sharpen_critics(agent)
+    fraction = efficient.subnormal_fraction(agent, batch)
+    # second count: float32 softmax with subnormals kept, read off the float32 values
+    torch.set_flush_denormal(False)
+    tasks = torch.arange(batch.obs.shape[0])
+    with torch.no_grad():
+        _, _, logits = agent.critic(batch.obs, batch.actions, tasks, with_logits=True)
+    probabilities = torch.softmax(logits, dim=-1)
+    tiny = torch.finfo(torch.float32).tiny
+    in_float32 = float(((probabilities > 0) & (probabilities < tiny)).double().mean())
+    assert fraction > 0.05
+    assert fraction == pytest.approx(in_float32, abs=0.005)
+    for online, target in (
+        (agent.critic.q1, agent.critic_target.q1),
+        (agent.critic.q2, agent.critic_target.q2),
+    ):
+        assert torch.equal(online.out_bias, target.out_bias)
+        assert torch.equal(online.out_weight, target.out_weight)
+
+
+def test_only_a_categorical_critic_can_be_sharpened():
+    agent = efficient.build_agents({efficient.MT_SAC: efficient.ROWS[efficient.MT_SAC]})
+    with pytest.raises(ValueError, match="categorical critic"):
+        efficient.sharpen_critics(agent[efficient.MT_SAC])

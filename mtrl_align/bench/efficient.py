@@ -8,10 +8,18 @@ per task, MT10 dims (obs 39 + 10, action 4). Rounds are interleaved in a shuffle
 machine is shared) and the median is reported, with the ratios to the efficient critic with
 ``uniform`` and to MT-SAC. The update is most of a run's time (about 80% on the study's
 machines; the rest is env stepping and evaluation, the same for every row).
+
+A second table prices subnormal floats (``flush_denormals``): the pcgrad row's update with its
+categorical critics sharpened as training makes them (far atoms' probabilities below float32's
+smallest normal number), timed with subnormals kept and flushed to zero, interleaved. On Intel
+CPUs arithmetic on subnormals takes a slow path; the study's config flushes them.
 """
 
 from __future__ import annotations
 
+import random
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -25,6 +33,7 @@ from mtrl_align.bench.training import (
     interleaved_update_medians,
 )
 from mtrl_align.config import load_train_config
+from mtrl_align.device import describe_machine, set_flush_denormals
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MT_SAC = "mt-sac"
@@ -35,6 +44,8 @@ ROWS = {  # row label: (config file, aggregation method)
     "efficient/pcgrad": ("mt10_cpu_efficient.yaml", "pcgrad"),
 }
 BASELINE = "efficient/uniform"
+SUBNORMAL_ROW = "efficient/pcgrad"
+SHARPNESS = 11.0
 
 
 def build_agents(rows: dict[str, tuple[str, str]] = ROWS) -> dict[str, MultiTaskSAC]:
@@ -64,8 +75,6 @@ def run(quick: bool = False) -> dict:
         )
     finally:
         torch.set_num_threads(threads)
-    from mtrl_align.device import describe_machine
-
     machine = describe_machine(torch.device("cpu"))
     print(
         f"update (T={NUM_TASKS}, 128/task, 1 thread, median of {rounds} rounds, {machine}; "
@@ -84,4 +93,76 @@ def run(quick: bool = False) -> dict:
         "machine": machine,
         "rounds": rounds,
         "quick": quick,
+        "subnormals": subnormal_cost(rounds),
+    }
+
+
+def sharpen_critics(agent: MultiTaskSAC, sharpness: float = SHARPNESS) -> None:
+    """Make the online and target categorical critics confident, as training makes them.
+
+    Each critic's output weights [K, h] are multiplied by ``sharpness`` and its output bias [K]
+    falls linearly from 0 at the middle atom to ``-sharpness**2`` at both ends, so that the far
+    atoms' probabilities are subnormal (or zero) in float32.
+    """
+    if agent.critic.support is None:
+        raise ValueError("sharpen_critics needs a categorical critic (critic_loss: c51)")
+    with torch.no_grad():
+        for critic in (agent.critic, agent.critic_target):
+            for head in (critic.q1, critic.q2):
+                num_atoms = head.out_bias.numel()
+                distance = torch.linspace(-1.0, 1.0, num_atoms).abs()
+                head.out_weight.mul_(sharpness)
+                head.out_bias.copy_(-(sharpness**2) * distance)
+
+
+def subnormal_fraction(agent: MultiTaskSAC, batch) -> float:
+    """Share of the online critics' atom probabilities on ``batch`` (obs [T, B, o]) that are
+    subnormal in float32: nonzero and below its smallest normal number (~1.18e-38)."""
+    tasks = torch.arange(batch.obs.shape[0])
+    with torch.no_grad():
+        _, _, logits = agent.critic(batch.obs, batch.actions, tasks, with_logits=True)
+    probabilities = torch.softmax(logits.double(), dim=-1)  # [2, T, B, K], exact in float64
+    finfo = torch.finfo(torch.float32)
+    # float32 rounds to nearest: above half its smallest subnormal (2**-149) a value stays nonzero
+    half_smallest_subnormal = finfo.tiny * 2.0**-24
+    subnormal = (probabilities < finfo.tiny) & (probabilities > half_smallest_subnormal)
+    return float(subnormal.double().mean())
+
+
+def subnormal_cost(rounds: int) -> dict:
+    """Print and return ms per update of the pcgrad row with sharpened critics, subnormals
+    kept against flushed (interleaved, shuffled rounds), and the share of subnormal atoms."""
+    config_name, method = ROWS[SUBNORMAL_ROW]
+    agent = build_agents({SUBNORMAL_ROW: (config_name, method)})[SUBNORMAL_ROW]
+    batch = _synthetic_batch(torch.device("cpu"))
+    sharpen_critics(agent)
+    fraction = subnormal_fraction(agent, batch)
+    try:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        order = [False, True]
+        shuffle = random.Random(1)
+        for flush in order:  # warm-up
+            set_flush_denormals(flush)
+            agent.update(batch)
+        for _ in range(rounds):
+            shuffle.shuffle(order)
+            for flush in order:
+                set_flush_denormals(flush)
+                start = time.perf_counter()
+                agent.update(batch)
+                times[flush].append(time.perf_counter() - start)
+    finally:
+        set_flush_denormals(False)
+    kept, flushed = (1000 * statistics.median(times[flag]) for flag in (False, True))
+    print(
+        f"subnormals: {SUBNORMAL_ROW} with critics sharpened ({100 * fraction:.0f}% of atom "
+        f"probabilities subnormal), median of {rounds} rounds"
+    )
+    print(f"{'kept ms':>10}{'flushed ms':>12}{'kept / flushed':>16}")
+    print(f"{kept:>10.1f}{flushed:>12.1f}{kept / flushed:>16.2f}")
+    return {
+        "subnormal_fraction": fraction,
+        "kept_ms": kept,
+        "flushed_ms": flushed,
+        "ratio_kept_to_flushed": kept / flushed,
     }
