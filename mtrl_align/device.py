@@ -43,15 +43,44 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_clock_ghz() -> float | None:
+    """The CPU's clock in GHz: its maximum frequency where Linux's cpufreq reports one (steady
+    under frequency scaling), else the first ``cpu MHz`` of /proc/cpuinfo (a virtual machine's
+    fixed clock), else None. Two machines with one model name can differ here (the study met
+    Intel Xeons at 2.1 and 2.6 GHz)."""
+    from pathlib import Path
+
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    try:
+        return int(max_freq.read_text().strip()) / 1e6  # kHz
+    except (OSError, ValueError):
+        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "cpu MHz":
+                try:
+                    return float(value) / 1000
+                except ValueError:
+                    return None
+    return None
+
+
 def describe_machine(device: torch.device) -> str:
-    """One line naming what a run trains on, e.g. ``Intel(R) Xeon(R) Processor, 2 CPUs`` or
-    ``AMD EPYC 7R13 Processor, 16 CPUs, NVIDIA H100 80GB HBM3``: the CPU model, the CPUs this
-    process may use, and the GPU for a CUDA device. Wall and CPU times of runs compare only on
-    the same machine; reports show this line beside them."""
+    """One line naming what a run trains on, e.g. ``Intel(R) Xeon(R) Processor, 2.6 GHz,
+    2 CPUs`` or ``AMD EPYC 7R13 Processor, 3.7 GHz, 16 CPUs, NVIDIA H100 80GB HBM3``: the CPU
+    model, its clock (:func:`cpu_clock_ghz`, where known), the CPUs this process may use, and
+    the GPU for a CUDA device. Wall and CPU times of runs compare only on the same machine;
+    reports show this line beside them."""
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts = [cpu_model(), f"{cpus} CPUs"]
+    parts = [cpu_model()]
+    clock = cpu_clock_ghz()
+    if clock is not None:
+        parts.append(f"{clock:.1f} GHz")
+    parts.append(f"{cpus} CPUs")
     if device.type == "cuda":
         parts.append(torch.cuda.get_device_name(device))
     return ", ".join(parts)

@@ -126,7 +126,8 @@ def test_run_directory_follows_the_contract(reference_run):
 
 
 def expected_machine() -> str:
-    """The CPU model line of /proc/cpuinfo and the CPUs this process may use, read here."""
+    """The CPU model line of /proc/cpuinfo, the clock (cpufreq's maximum, else the first
+    ``cpu MHz``) and the CPUs this process may use, read here."""
     import os
     import re
 
@@ -134,7 +135,14 @@ def expected_machine() -> str:
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
     if model is None:
         pytest.skip("no 'model name' in /proc/cpuinfo")
-    return f"{' '.join(model.group(1).split())}, {len(os.sched_getaffinity(0))} CPUs"
+    parts = [" ".join(model.group(1).split())]
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    mhz = re.search(r"^cpu MHz\s*:\s*([0-9.]+)", info, re.MULTILINE)
+    if max_freq.is_file():
+        parts.append(f"{int(max_freq.read_text()) / 1e6:.1f} GHz")
+    elif mhz is not None:
+        parts.append(f"{float(mhz.group(1)) / 1000:.1f} GHz")
+    return ", ".join([*parts, f"{len(os.sched_getaffinity(0))} CPUs"])
 
 
 def test_tensorboard_has_documented_keys(reference_run):

@@ -37,7 +37,7 @@ class Evaluation:
         returns: mean undiscounted evaluation return of each task, ``None`` when not logged.
         cpu_time_s: training CPU time when it was taken (process and env workers, all
             sessions together), ``None`` when not logged.
-        machine: what the session that took it trained on (CPU model, CPUs, GPU), ``None``
+        machine: what the session that took it trained on (CPU model, clock, CPUs, GPU), ``None``
             when not logged.
     """
 

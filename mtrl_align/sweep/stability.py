@@ -237,7 +237,7 @@ def stability_markdown(rows: Sequence[StabilityRow], log_every_updates: int | No
         "its env workers at the same point (`cpu_time_s`), the cost that other work beside a run "
         "does not inflate; n/a for runs that did not log it. Speed: per run the median of "
         "`perf/*` over training; median over seeds [min, max]. Times and speeds compare only "
-        "between runs on the same machine (`machine` in eval.jsonl: CPU model, CPUs, GPU).",
+        "between runs on the same machine (`machine` in eval.jsonl: CPU model, clock, CPUs, GPU).",
         "",
         "| Method | Seeds | Wall time per run, h: mean [min, max] | Per seed (h) "
         "| CPU time per run, h: mean [min, max] | Env steps/s | Update ms | Machines |",
