@@ -20,6 +20,8 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -64,17 +66,24 @@ def build_agents(rows: dict[str, tuple[str, str]] = ROWS) -> dict[str, MultiTask
     return agents
 
 
-def run(quick: bool = False) -> dict:
-    """Print and return ms per update of every row and its ratios, on one thread."""
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch CPU thread inside (as the study's runs train), the previous count after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rounds = 3 if quick else 15
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(quick: bool = False) -> dict:
+    """Print and return ms per update of every row and its ratios, on one thread."""
+    rounds = 3 if quick else 15
+    with one_thread():
         medians = interleaved_update_medians(
             build_agents(), _synthetic_batch(torch.device("cpu")), rounds, torch.device("cpu")
         )
-    finally:
-        torch.set_num_threads(threads)
     machine = describe_machine(torch.device("cpu"))
     print(
         f"update (T={NUM_TASKS}, 128/task, 1 thread, median of {rounds} rounds, {machine}; "
@@ -131,28 +140,30 @@ def subnormal_fraction(agent: MultiTaskSAC, batch) -> float:
 
 def subnormal_cost(rounds: int) -> dict:
     """Print and return ms per update of the pcgrad row with sharpened critics, subnormals
-    kept against flushed (interleaved, shuffled rounds), and the share of subnormal atoms."""
+    kept against flushed (interleaved, shuffled rounds, one thread as the study runs), and the
+    share of subnormal atoms."""
     config_name, method = ROWS[SUBNORMAL_ROW]
     agent = build_agents({SUBNORMAL_ROW: (config_name, method)})[SUBNORMAL_ROW]
     batch = _synthetic_batch(torch.device("cpu"))
     sharpen_critics(agent)
     fraction = subnormal_fraction(agent, batch)
-    try:
-        times: dict[bool, list[float]] = {False: [], True: []}
-        order = [False, True]
-        shuffle = random.Random(1)
-        for flush in order:  # warm-up
-            set_flush_denormals(flush)
-            agent.update(batch)
-        for _ in range(rounds):
-            shuffle.shuffle(order)
-            for flush in order:
+    times: dict[bool, list[float]] = {False: [], True: []}
+    order = [False, True]
+    shuffle = random.Random(1)
+    with one_thread():
+        try:
+            for flush in order:  # warm-up
                 set_flush_denormals(flush)
-                start = time.perf_counter()
                 agent.update(batch)
-                times[flush].append(time.perf_counter() - start)
-    finally:
-        set_flush_denormals(False)
+            for _ in range(rounds):
+                shuffle.shuffle(order)
+                for flush in order:
+                    set_flush_denormals(flush)
+                    start = time.perf_counter()
+                    agent.update(batch)
+                    times[flush].append(time.perf_counter() - start)
+        finally:
+            set_flush_denormals(False)
     kept, flushed = (1000 * statistics.median(times[flag]) for flag in (False, True))
     print(
         f"subnormals: {SUBNORMAL_ROW} with critics sharpened ({100 * fraction:.0f}% of atom "
