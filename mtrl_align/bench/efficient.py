@@ -10,8 +10,9 @@ machine is shared) and the median is reported, with the ratios to the efficient 
 machines; the rest is env stepping and evaluation, the same for every row).
 
 A second table prices subnormal floats (``flush_denormals``): the pcgrad row's update with its
-categorical critics sharpened as training makes them (far atoms' probabilities below float32's
-smallest normal number), timed with subnormals kept and flushed to zero, interleaved. On Intel
+categorical critics sharpened until far atoms' probabilities fall below float32's smallest
+normal number, timed with subnormals kept and flushed to zero, interleaved. A stress case: the
+study's pcgrad critics held no subnormal probabilities up to 100k steps. On Intel
 CPUs arithmetic on subnormals takes a slow path; the study's config flushes them.
 """
 
@@ -107,7 +108,8 @@ def run(quick: bool = False) -> dict:
 
 
 def sharpen_critics(agent: MultiTaskSAC, sharpness: float = SHARPNESS) -> None:
-    """Make the online and target categorical critics confident, as training makes them.
+    """Make the online and target categorical critics very confident (a stress case: the
+    study's critics never got this sharp).
 
     Each critic's output weights [K, h] are multiplied by ``sharpness`` and its output bias [K]
     falls linearly from 0 at the middle atom to ``-sharpness**2`` at both ends, so that the far
