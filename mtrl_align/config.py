@@ -279,8 +279,9 @@ class TrainConfig:
     """Flush subnormal floats (below ~1.2e-38 in float32) to zero on the CPU while training
     (torch.set_flush_denormal, on the training thread), as JAX/XLA's CPU backend does. Results
     change only at that scale, like with another thread count, so a run may switch it between
-    sessions. Worth it on Intel CPUs, where arithmetic on subnormals is slow: a categorical
-    critic's near-zero atom probabilities made the efficient-critic update 1.6x slower there."""
+    sessions. A guard on Intel CPUs, where arithmetic on subnormals is slow: an update of a
+    categorical critic sharpened until 14% of its atom probabilities were subnormal took 1.78x
+    as long with them kept (scripts/benchmark.py --sections efficient)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Tasks and episodes."""
     agent: AgentConfig = field(default_factory=AgentConfig)

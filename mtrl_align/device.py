@@ -28,19 +28,27 @@ def resolve_device(name: str) -> torch.device:
     raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICE_CHOICES)}, cuda:N")
 
 
+def _cpuinfo_value(keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value of any of ``keys`` in /proc/cpuinfo (Linux), else None."""
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys and value.strip():
+            return " ".join(value.split())
+    return None
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: ``model name`` in /proc/cpuinfo), else what ``platform``
     reports, else ``unknown CPU``."""
     import platform
-    from pathlib import Path
 
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Processor") and value.strip():
-                return " ".join(value.split())
-    return platform.processor() or platform.machine() or "unknown CPU"
+    model = _cpuinfo_value(("model name", "Model", "Processor"))
+    return model or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cpu_clock_ghz() -> float | None:
@@ -55,16 +63,11 @@ def cpu_clock_ghz() -> float | None:
         return int(max_freq.read_text().strip()) / 1e6  # kHz
     except (OSError, ValueError):
         pass
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "cpu MHz":
-                try:
-                    return float(value) / 1000
-                except ValueError:
-                    return None
-    return None
+    mhz = _cpuinfo_value(("cpu MHz",))
+    try:
+        return float(mhz) / 1000 if mhz is not None else None
+    except ValueError:
+        return None
 
 
 def describe_machine(device: torch.device) -> str:

@@ -20,13 +20,22 @@ def test_rows_are_the_study_configs_with_their_aggregators():
 
 def test_quick_run_reports_ratios_of_its_own_medians(monkeypatch):
     medians = {label: 0.01 * (i + 1) for i, label in enumerate(efficient.ROWS)}
-    monkeypatch.setattr(efficient, "interleaved_update_medians", lambda *a, **k: medians)
+    medians.update({False: 0.09, True: 0.05})  # the subnormal table: kept, flushed
+    monkeypatch.setattr(
+        efficient,
+        "interleaved_update_medians",
+        lambda updates, *a, **k: {key: medians[key] for key in updates},
+    )
     result = efficient.run(quick=True)
     base, mt_sac = medians[efficient.BASELINE], medians[efficient.MT_SAC]
-    for label, seconds in medians.items():
+    for label in efficient.ROWS:
+        seconds = medians[label]
         assert result["update_ms"][label] == pytest.approx(1000 * seconds)
         assert result[f"ratio_to_{efficient.BASELINE}"][label] == pytest.approx(seconds / base)
         assert result[f"ratio_to_{efficient.MT_SAC}"][label] == pytest.approx(seconds / mt_sac)
+    subnormals = result["subnormals"]
+    assert subnormals["kept_ms"] == pytest.approx(90.0)
+    assert subnormals["ratio_kept_to_flushed"] == pytest.approx(0.09 / 0.05)
 
 
 def test_sharpened_critics_hold_the_subnormal_share_float32_computes(one_torch_thread):

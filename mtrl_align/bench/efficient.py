@@ -18,9 +18,6 @@ CPUs arithmetic on subnormals takes a slow path; the study's config flushes them
 
 from __future__ import annotations
 
-import random
-import statistics
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +137,18 @@ def subnormal_fraction(agent: MultiTaskSAC, batch) -> float:
     return float(subnormal.double().mean())
 
 
+class _UpdateWithFlushing:
+    """``agent.update`` run with subnormals flushed (``flush``) or kept: two keys of one agent
+    for :func:`interleaved_update_medians` (setting the mode costs microseconds)."""
+
+    def __init__(self, agent: MultiTaskSAC, flush: bool) -> None:
+        self.agent, self.flush = agent, flush
+
+    def update(self, batch) -> None:
+        set_flush_denormals(self.flush)
+        self.agent.update(batch)
+
+
 def subnormal_cost(rounds: int) -> dict:
     """Print and return ms per update of the pcgrad row with sharpened critics, subnormals
     kept against flushed (interleaved, shuffled rounds, one thread as the study runs), and the
@@ -149,24 +158,13 @@ def subnormal_cost(rounds: int) -> dict:
     batch = _synthetic_batch(torch.device("cpu"))
     sharpen_critics(agent)
     fraction = subnormal_fraction(agent, batch)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    order = [False, True]
-    shuffle = random.Random(1)
+    updates = {flush: _UpdateWithFlushing(agent, flush) for flush in (False, True)}
     with one_thread():
         try:
-            for flush in order:  # warm-up
-                set_flush_denormals(flush)
-                agent.update(batch)
-            for _ in range(rounds):
-                shuffle.shuffle(order)
-                for flush in order:
-                    set_flush_denormals(flush)
-                    start = time.perf_counter()
-                    agent.update(batch)
-                    times[flush].append(time.perf_counter() - start)
+            medians = interleaved_update_medians(updates, batch, rounds, torch.device("cpu"))
         finally:
             set_flush_denormals(False)
-    kept, flushed = (1000 * statistics.median(times[flag]) for flag in (False, True))
+    kept, flushed = (1000 * medians[flush] for flush in (False, True))
     print(
         f"subnormals: {SUBNORMAL_ROW} with critics sharpened ({100 * fraction:.0f}% of atom "
         f"probabilities subnormal), median of {rounds} rounds"
