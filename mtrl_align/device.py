@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -87,6 +89,18 @@ def describe_machine(device: torch.device) -> str:
     if device.type == "cuda":
         parts.append(torch.cuda.get_device_name(device))
     return ", ".join(parts)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """``count`` torch CPU threads inside (the study's runs train on one), the previous count
+    after, also when the body raises."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def set_flush_denormals(enabled: bool) -> bool:

@@ -6,16 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
+
+from mtrl_align.device import torch_threads
 
 
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Run the test with one torch CPU thread and restore the previous count afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"

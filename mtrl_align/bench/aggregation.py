@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mtrl_align import aggregation
+from mtrl_align.device import torch_threads
 from mtrl_align.jacobian import (
     task_sliced_gradients,
     write_aggregated_gradients,
@@ -162,12 +163,8 @@ def run(quick: bool = False, threads: int = 1) -> dict:
     Runs with ``threads`` intra-op threads (default 1): on a machine shared with other jobs,
     multi-threaded kernels wait for busy cores and the timings become erratic.
     """
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _run(quick)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run(quick: bool) -> dict:

@@ -18,8 +18,6 @@ CPUs arithmetic on subnormals takes a slow path; the study's config flushes them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -33,7 +31,7 @@ from mtrl_align.bench.training import (
     interleaved_update_medians,
 )
 from mtrl_align.config import load_train_config
-from mtrl_align.device import describe_machine, set_flush_denormals
+from mtrl_align.device import describe_machine, set_flush_denormals, torch_threads
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MT_SAC = "mt-sac"
@@ -64,21 +62,10 @@ def build_agents(rows: dict[str, tuple[str, str]] = ROWS) -> dict[str, MultiTask
     return agents
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """One torch CPU thread inside (as the study's runs train), the previous count after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run(quick: bool = False) -> dict:
     """Print and return ms per update of every row and its ratios, on one thread."""
     rounds = 3 if quick else 15
-    with one_thread():
+    with torch_threads(1):
         medians = interleaved_update_medians(
             build_agents(), _synthetic_batch(torch.device("cpu")), rounds, torch.device("cpu")
         )
@@ -159,7 +146,7 @@ def subnormal_cost(rounds: int) -> dict:
     sharpen_critics(agent)
     fraction = subnormal_fraction(agent, batch)
     updates = {flush: _UpdateWithFlushing(agent, flush) for flush in (False, True)}
-    with one_thread():
+    with torch_threads(1):
         try:
             medians = interleaved_update_medians(updates, batch, rounds, torch.device("cpu"))
         finally:

@@ -8,16 +8,20 @@ Only the clip adds work (two gradient norms per update); the rest changes number
 
 from __future__ import annotations
 
-import random
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from agents.sac import MultiTaskSAC
-from mtrl_align.bench.training import ACTION_DIM, NUM_TASKS, OBS_DIM, _synthetic_batch
+from mtrl_align.bench.training import (
+    ACTION_DIM,
+    NUM_TASKS,
+    OBS_DIM,
+    _synthetic_batch,
+    interleaved_update_medians,
+)
 from mtrl_align.config import load_train_config
+from mtrl_align.device import torch_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {
@@ -28,10 +32,9 @@ CONFIGS = {
 
 def run(quick: bool = False) -> dict[str, float]:
     """Median ms per update for both settings and their ratio (one thread, as the study)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        batch = _synthetic_batch(torch.device("cpu"))
+    cpu = torch.device("cpu")
+    with torch_threads(1):
+        batch = _synthetic_batch(cpu)
         agents = {}
         for name, path in CONFIGS.items():
             config = load_train_config(path)
@@ -39,21 +42,8 @@ def run(quick: bool = False) -> dict[str, float]:
                 config.agent, config.aggregation, NUM_TASKS, OBS_DIM, ACTION_DIM, seed=0
             )
         rounds, per_round = (3, 10) if quick else (9, 40)
-        times: dict[str, list[float]] = {name: [] for name in agents}
-        order = list(agents)
-        shuffle = random.Random(0)
-        for name in order:
-            agents[name].update(batch)  # first-call costs out of the timing
-        for _ in range(rounds):
-            shuffle.shuffle(order)
-            for name in order:
-                start = time.perf_counter()
-                for _ in range(per_round):
-                    agents[name].update(batch)
-                times[name].append((time.perf_counter() - start) / per_round)
-    finally:
-        torch.set_num_threads(threads)
-    result = {f"{name} update ms": 1000 * statistics.median(t) for name, t in times.items()}
+        medians = interleaved_update_medians(agents, batch, rounds, cpu, per_round=per_round)
+    result = {f"{name} update ms": 1000 * seconds for name, seconds in medians.items()}
     result["ratio reference / v1"] = (
         result["reference settings update ms"] / result["v1 settings update ms"]
     )

@@ -87,10 +87,11 @@ def update_ratio(
 
 
 def interleaved_update_medians(
-    agents: dict, batch: _Batch, rounds: int, device: torch.device
+    agents: dict, batch: _Batch, rounds: int, device: torch.device, per_round: int = 1
 ) -> dict:
     """Median seconds of ``agent.update(batch)`` per key of ``agents``: one warm-up update
-    each (allocations, lazy init), then ``rounds`` rounds in a freshly shuffled order."""
+    each (allocations, lazy init), then ``rounds`` rounds in a freshly shuffled order, each
+    timing ``per_round`` consecutive updates of a key and counting their mean."""
     for agent in agents.values():
         agent.update(batch)
     times: dict = {key: [] for key in agents}
@@ -101,9 +102,10 @@ def interleaved_update_medians(
         for key in order:
             _sync(device)
             start = time.perf_counter()
-            agents[key].update(batch)
+            for _ in range(per_round):
+                agents[key].update(batch)
             _sync(device)
-            times[key].append(time.perf_counter() - start)
+            times[key].append((time.perf_counter() - start) / per_round)
     return {key: statistics.median(v) for key, v in times.items()}
 
 
